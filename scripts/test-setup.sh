@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests talk to are up. On this project's machines Redis and
+# PostgreSQL are started before the session; this starts them again if they are not.
+set -euo pipefail
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "test-setup: starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "test-setup: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole suite: typecheck, lint, then every test file against real services.
+# Test files run in parallel child processes (node's test runner); each file
+# starts the private servers it needs (S3, sshd, dockerd) and uses its own
+# Redis queue prefix and PostgreSQL databases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/test-setup.sh
+echo "== typecheck"; npx tsc --noEmit
+echo "== lint"; npx eslint .
+echo "== tests"
+mapfile -t files < <(find test -name '*.test.ts' | sort)
+exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=300000 "${files[@]}"

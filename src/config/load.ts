@@ -1,0 +1,211 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { builtinProfiles } from '../profiles/builtin.ts';
+import type { Profile } from '../profiles/profile.ts';
+import { bindProfile, type ResolvedProfile, unknownPlaceholders, resolveVariables } from '../profiles/render.ts';
+import { configSchema, type ParsedConfig } from './schema.ts';
+import { resolveSecret, type Secret, type SecretRef } from './secret.ts';
+
+type ParsedTarget = ParsedConfig['targets'][number];
+type ParsedExecutor = ParsedTarget['executor'];
+type Sshless<T> = T extends { type: 'ssh' } ? never : T;
+
+export interface SshExecutorConfig extends Omit<Extract<ParsedExecutor, { type: 'ssh' }>, 'privateKey' | 'passphrase' | 'password'> {
+  readonly privateKey?: Secret;
+  readonly passphrase?: Secret;
+  readonly password?: Secret;
+}
+export type ExecutorSettings = Sshless<ParsedExecutor> | SshExecutorConfig;
+
+export interface TargetConfig extends Omit<ParsedTarget, 'executor' | 'timeouts'> {
+  readonly executor: ExecutorSettings;
+  readonly profile: string;
+  readonly boundProfile: ResolvedProfile;
+  readonly timeouts: { readonly serviceSeconds: number; readonly dumpSeconds: number; readonly restoreSeconds: number };
+}
+
+export interface S3Config extends Omit<ParsedConfig['s3'], 'accessKeyId' | 'secretAccessKey' | 'sessionToken'> {
+  readonly accessKeyId?: Secret;
+  readonly secretAccessKey?: Secret;
+  readonly sessionToken?: Secret;
+}
+
+export interface Config extends Omit<ParsedConfig, 'targets' | 's3'> {
+  readonly s3: S3Config;
+  readonly targets: readonly TargetConfig[];
+  /** Where the config came from, for messages. */
+  readonly source: string;
+}
+
+export interface LoadOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly profiles?: ReadonlyMap<string, Profile>;
+}
+
+/** `targets[1].executor.host` from a zod path. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out || '(top level)';
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let node: unknown = root;
+  for (const part of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<PropertyKey, unknown>)[part];
+  }
+  return node;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string[] {
+  const path = formatPath(issue.path);
+  if (issue.code === 'invalid_type' && valueAt(raw, issue.path) === undefined) return [`${path}: required`];
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field; remove it or check its spelling`);
+  }
+  if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator) {
+    return [`${path}: ${issue.message}`];
+  }
+  if (issue.code === 'invalid_union') {
+    // Secret references: say what the forms are instead of three nested messages.
+    return [`${path}: expected a string, { env: NAME } or { file: PATH }`];
+  }
+  if (issue.code === 'invalid_value' && 'values' in issue) {
+    return [`${path}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(valueAt(raw, issue.path))}`];
+  }
+  return [`${path}: ${issue.message}`];
+}
+
+/** Validates a config object (already parsed from YAML). All problems are reported at once. */
+export function parseConfig(raw: unknown, options: LoadOptions & { source?: string } = {}): Config {
+  const env = options.env ?? process.env;
+  const profiles = options.profiles ?? builtinProfiles;
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => describeIssue(i, raw)));
+  const parsed = result.data;
+  const issues: string[] = [];
+
+  const secret = (ref: SecretRef | undefined, field: string): Secret | undefined => {
+    if (ref === undefined) return undefined;
+    try {
+      return resolveSecret(ref, field, env);
+    } catch (err) {
+      issues.push((err as Error).message);
+      return undefined;
+    }
+  };
+
+  const seen = new Map<string, number>();
+  const targets: TargetConfig[] = [];
+  parsed.targets.forEach((t, i) => {
+    const at = `targets[${i}]`;
+    const first = seen.get(t.name);
+    if (first !== undefined) issues.push(`${at}.name: "${t.name}" is already used by targets[${first}]; names must be unique`);
+    seen.set(t.name, i);
+    const profile = profiles.get(t.profile);
+    if (!profile) {
+      issues.push(`${at}.profile: unknown profile "${t.profile}"; use one of ${[...profiles.keys()].join(', ')}`);
+      return;
+    }
+    for (const name of Object.keys(t.variables)) {
+      if (!(name in profile.variables)) {
+        issues.push(`${at}.variables.${name}: profile ${profile.name} has no such variable; it has ${Object.keys(profile.variables).join(', ')}`);
+      }
+    }
+    let bound: ResolvedProfile | undefined;
+    try {
+      const vars = resolveVariables(profile, t.variables);
+      for (const cmd of [...profile.services.flatMap((s) => [s.stop, s.start, s.status]), ...profile.dumps.flatMap((d) => [d.dump, d.restore])]) {
+        const unknown = unknownPlaceholders(cmd, vars, ['FILE']);
+        if (unknown.length > 0) issues.push(`${at}.variables: profile ${profile.name} needs ${unknown.map((u) => `{{${u}}}`).join(', ')}`);
+      }
+      bound = bindProfile(profile, t.variables);
+    } catch (err) {
+      issues.push(`${at}.variables: ${(err as Error).message}`);
+    }
+    let executor: ExecutorSettings;
+    if (t.executor.type === 'ssh') {
+      const e = t.executor;
+      if (!e.hostKey && !e.knownHosts) {
+        issues.push(`${at}.executor.hostKey: required (or knownHosts); pin the appliance's key, e.g. "SHA256:…" from \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the appliance`);
+      }
+      if (!e.privateKey && !e.password && !e.agent) {
+        issues.push(`${at}.executor: no authentication; set privateKey, password or agent`);
+      }
+      const { privateKey, passphrase, password, ...rest } = e;
+      const pk = secret(privateKey, `${at}.executor.privateKey`);
+      const pp = secret(passphrase, `${at}.executor.passphrase`);
+      const pw = secret(password, `${at}.executor.password`);
+      executor = { ...rest, ...(pk ? { privateKey: pk } : {}), ...(pp ? { passphrase: pp } : {}), ...(pw ? { password: pw } : {}) };
+    } else {
+      executor = t.executor;
+    }
+    if (bound) {
+      const { timeouts, ...rest } = t;
+      targets.push({
+        ...rest,
+        executor,
+        boundProfile: bound,
+        timeouts: {
+          serviceSeconds: timeouts?.serviceSeconds ?? 300,
+          dumpSeconds: timeouts?.dumpSeconds ?? 3 * 3600,
+          restoreSeconds: timeouts?.restoreSeconds ?? 3 * 3600,
+        },
+      });
+    }
+  });
+
+  const { accessKeyId, secretAccessKey, sessionToken, ...s3rest } = parsed.s3;
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    issues.push(`s3: set both accessKeyId and secretAccessKey, or neither (to use the AWS credential chain)`);
+  }
+  const ak = secret(accessKeyId, 's3.accessKeyId');
+  const sk = secret(secretAccessKey, 's3.secretAccessKey');
+  const st = secret(sessionToken, 's3.sessionToken');
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  // REDIS_URL, when set, wins over the file: one switch for every command (DESIGN §6).
+  const redisUrl = env['REDIS_URL'];
+  return {
+    ...parsed,
+    redis: { ...parsed.redis, ...(redisUrl ? { url: redisUrl } : {}) },
+    s3: { ...s3rest, ...(ak ? { accessKeyId: ak } : {}), ...(sk ? { secretAccessKey: sk } : {}), ...(st ? { sessionToken: st } : {}) },
+    targets,
+    source: options.source ?? '(inline)',
+  };
+}
+
+/** Reads and validates fleet.yaml. */
+export function loadConfig(path: string, options: LoadOptions = {}): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`--config: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pass --config PATH or create fleet.yaml`]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    if (err instanceof YAMLParseError) {
+      const pos = err.linePos?.[0];
+      throw new ConfigError([`${path}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML: ${err.message.split('\n')[0] ?? ''}`]);
+    }
+    throw err;
+  }
+  return parseConfig(raw ?? {}, { ...options, source: path });
+}
+
+export function findTarget(config: Config, name: string): TargetConfig {
+  const target = config.targets.find((t) => t.name === name);
+  if (!target) {
+    throw new ConfigError([`--target: no target named "${name}" in ${config.source}; known targets: ${config.targets.map((t) => t.name).join(', ')}`]);
+  }
+  return target;
+}

@@ -1,0 +1,176 @@
+import { z } from 'zod';
+
+/**
+ * fleet.yaml, as written by an operator. Defaults live here, in one place; docs/configuration.md
+ * and the README's reference describe the same fields. Secrets are references (env, file or
+ * inline) that `load.ts` resolves into `Secret`s.
+ */
+
+const secretRef = z.union([
+  z.string().min(1),
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+]);
+
+/** Target names end up in S3 keys, Redis keys and BullMQ job ids: no colons, not all digits. */
+export const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const targetName = z
+  .string()
+  .regex(targetNamePattern, 'use letters, digits, ".", "_" or "-" (no colons or spaces), at most 63 characters')
+  .refine((name) => !/^\d+$/.test(name), 'must not be all digits (BullMQ reserves numeric job ids)');
+
+const seconds = z.number().positive();
+
+const localExecutor = z.strictObject({
+  type: z.literal('local'),
+  /** Shell used to run profile commands. */
+  shell: z.string().default('/bin/bash'),
+});
+
+const sshExecutor = z.strictObject({
+  type: z.literal('ssh'),
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(22),
+  user: z.string().min(1).default('root'),
+  /** Pinned host key, as OpenSSH prints it: "SHA256:base64…". Either this or knownHosts is required. */
+  hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'expected "SHA256:<base64>" as printed by `ssh-keygen -lf`').optional(),
+  knownHosts: z.string().min(1).optional(),
+  privateKey: secretRef.optional(),
+  passphrase: secretRef.optional(),
+  password: secretRef.optional(),
+  /** Path of the ssh-agent socket; `true` means $SSH_AUTH_SOCK. */
+  agent: z.union([z.boolean(), z.string().min(1)]).optional(),
+  keepaliveSeconds: seconds.default(15),
+  connectTimeoutSeconds: seconds.default(20),
+});
+
+const dockerExecutor = z.strictObject({
+  type: z.literal('docker'),
+  container: z.string().min(1),
+  /** Unix socket of the Docker engine; default $DOCKER_HOST or /var/run/docker.sock. */
+  socketPath: z.string().min(1).optional(),
+  /** tcp://host:port or unix:///path; overrides socketPath. */
+  host: z.string().min(1).optional(),
+  user: z.string().min(1).optional(),
+});
+
+export const executorSchema = z.discriminatedUnion('type', [localExecutor, sshExecutor, dockerExecutor]);
+
+const scheduleSchema = z.strictObject({
+  /** Five- or six-field cron pattern. */
+  cron: z.string().min(1),
+  /** IANA time zone, e.g. Europe/Berlin. The appliances run in UTC; the schedule need not. */
+  tz: z.string().min(1).default('UTC'),
+});
+
+const timeoutsSchema = z.strictObject({
+  /** Stop/start/status of one service. */
+  serviceSeconds: seconds.default(300),
+  /** One database dump. */
+  dumpSeconds: seconds.default(3 * 3600),
+  /** One database restore. */
+  restoreSeconds: seconds.default(3 * 3600),
+});
+
+const targetSchema = z.strictObject({
+  name: targetName,
+  profile: z.string().min(1),
+  executor: executorSchema,
+  /** Overrides of the profile's variables (binary paths, config files, service command). */
+  variables: z.record(z.string(), z.string()).default({}),
+  schedule: scheduleSchema.optional(),
+  timeouts: timeoutsSchema.partial().optional(),
+  /** Excluded from `run` without --target and from the schedule. */
+  enabled: z.boolean().default(true),
+});
+
+const retentionSchema = z.strictObject({
+  keepLast: z.number().int().min(1).optional(),
+  maxAgeDays: z.number().positive().optional(),
+  keepDaily: z.number().int().min(0).optional(),
+  keepWeekly: z.number().int().min(0).optional(),
+  keepMonthly: z.number().int().min(0).optional(),
+  /** Skip pruning when the newest backup is smaller than this fraction of the one before. */
+  minSizeRatio: z.number().min(0).max(1).default(0.5),
+  /** Prune after every successful backup. */
+  afterBackup: z.boolean().default(true),
+});
+
+export const configSchema = z.strictObject({
+  redis: z
+    .strictObject({
+      url: z.string().min(1).default('redis://127.0.0.1:6379'),
+      /** Prefix of every Redis key (BullMQ queues, leases, state). Use "{vcsa-backup}" on Redis Cluster. */
+      prefix: z.string().regex(/^[^:\s]+$/, 'no colons or spaces').default('vcsa-backup'),
+    })
+    .prefault({}),
+  s3: z.strictObject({
+    bucket: z.string().min(3),
+    /** Key prefix; objects are <prefix>/<target>/<backup id>/<file>. */
+    prefix: z.string().regex(/^[^:]*$/, 'no colons').default('vcsa'),
+    region: z.string().min(1).default('us-east-1'),
+    /** For S3-compatible servers; omit for AWS. */
+    endpoint: z.url().optional(),
+    forcePathStyle: z.boolean().optional(),
+    accessKeyId: secretRef.optional(),
+    secretAccessKey: secretRef.optional(),
+    sessionToken: secretRef.optional(),
+    /**
+     * "when-required" is what most S3-compatible servers need (no aws-chunked trailers);
+     * "when-supported" is the SDK default and fine on AWS.
+     */
+    checksums: z.enum(['when-required', 'when-supported']).optional(),
+    partSizeMiB: z.number().int().min(5).max(5120).default(16),
+    queueSize: z.number().int().min(1).max(32).default(4),
+    /** "download" re-reads each object and compares sha256; "head" compares size and the server's checksum. */
+    verify: z.enum(['download', 'head']).default('download'),
+    createBucket: z.boolean().default(false),
+    storageClass: z.string().optional(),
+  }),
+  schedule: scheduleSchema.default({ cron: '0 2 * * *', tz: 'UTC' }),
+  quiesce: z
+    .strictObject({
+      /** Appliances that may have services stopped at the same instant, fleet-wide. */
+      maxConcurrent: z.number().int().min(1).default(1),
+      /** The fleet lease; renewed every third of this. Longer than any plausible pause of a worker. */
+      leaseSeconds: seconds.default(30),
+      watchdogIntervalSeconds: seconds.default(10),
+      /** "dump": services start as soon as the dumps are spooled (default). "upload": after the upload, as the classic script. */
+      startServicesAfter: z.enum(['dump', 'upload']).default('dump'),
+      /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
+      enabled: z.boolean().default(true),
+      /** How long a job waits for a fleet slot before it is retried later. */
+      waitSeconds: seconds.default(6 * 3600),
+    })
+    .prefault({}),
+  spool: z
+    .strictObject({
+      dir: z.string().min(1).default('/var/spool/vcsa-backup'),
+      /** Refuse to start a dump when less than this is free in the spool. */
+      minFreeMiB: z.number().int().min(0).default(256),
+    })
+    .prefault({}),
+  compression: z.strictObject({ level: z.number().int().min(1).max(9).default(6) }).prefault({}),
+  retention: retentionSchema.prefault({}),
+  worker: z
+    .strictObject({
+      quiesceConcurrency: z.number().int().min(1).default(2),
+      uploadConcurrency: z.number().int().min(1).default(2),
+      attempts: z.number().int().min(1).default(5),
+      backoffSeconds: seconds.default(30),
+      uploadAttempts: z.number().int().min(1).default(8),
+    })
+    .prefault({}),
+  verify: z
+    .strictObject({
+      afterBackup: z.boolean().default(false),
+      /** A PostgreSQL server for scratch restores: postgres://user@host:port/db */
+      scratchUrl: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres'),
+    })
+    .prefault({}),
+  targets: z.array(targetSchema).min(1, 'list at least one appliance under targets'),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type ExecutorConfig = z.output<typeof executorSchema>;

@@ -1,0 +1,36 @@
+/**
+ * A profile is data: what to stop and start on an appliance, and how to dump and restore each
+ * of its databases. Commands are shell lines run by an executor on the appliance. `{{NAME}}`
+ * is a profile variable (a target may override it in fleet.yaml); `$NAME` is left to the
+ * appliance's shell (e.g. variables sourced from embedded_db.cfg). `{{FILE}}` in a restore
+ * command is the path of the uploaded dump on the appliance.
+ */
+export interface ServiceSpec {
+  readonly name: string;
+  readonly stop: string;
+  readonly start: string;
+  /** Exits 0 when, and only when, the service is running. */
+  readonly status: string;
+}
+
+export interface DumpSpec {
+  /** Short id: "vcdb", "inventory". */
+  readonly name: string;
+  /** File name before compression; stored as `<file>.gz`. */
+  readonly file: string;
+  /** Writes the dump to stdout. */
+  readonly dump: string;
+  /** Restores from `{{FILE}}` on the appliance. */
+  readonly restore: string;
+  /** How a scratch restore for `verify` loads this dump: plain SQL through psql, or a pg_restore archive. */
+  readonly format: 'plain-sql' | 'pg-custom';
+}
+
+export interface Profile {
+  readonly name: string;
+  readonly description: string;
+  readonly variables: Readonly<Record<string, string>>;
+  /** In stop order; services are started in reverse. */
+  readonly services: readonly ServiceSpec[];
+  readonly dumps: readonly DumpSpec[];
+}
