@@ -1,0 +1,97 @@
+/**
+ * The manifest is the commit point of a backup: written last, after every artifact was uploaded
+ * and verified. List, restore, verify and retention see only backups that have one.
+ *
+ * Layout: <prefix>/<target>/<backup id>/<file>.gz and <prefix>/<target>/<backup id>/manifest.json.
+ * A backup id is the UTC start time in ISO 8601 basic format with milliseconds,
+ * "20261126T020000.123Z": sortable as text, and without the colons that S3 consoles mangle.
+ */
+export const manifestFormat = 1;
+export const manifestFileName = 'manifest.json';
+
+export interface ManifestArtifact {
+  /** The dump's name in the profile: "vcdb", "inventory". */
+  readonly name: string;
+  /** Stored file name: "postgres.sql.gz". */
+  readonly file: string;
+  readonly key: string;
+  /** Size and sha256 of the object as stored in S3. */
+  readonly bytes: number;
+  readonly sha256: string;
+  /** Size and sha256 of the dump before compression. */
+  readonly rawBytes: number;
+  readonly rawSha256: string;
+  readonly compression: 'gzip';
+  readonly encryption: null | { readonly algorithm: string };
+  /** How `verify` loads it into a scratch database. */
+  readonly format: 'plain-sql' | 'pg-custom';
+}
+
+export interface Manifest {
+  readonly format: typeof manifestFormat;
+  readonly tool: string;
+  readonly id: string;
+  readonly target: string;
+  readonly profile: string;
+  /** Where the dumps were taken: the executor's description. */
+  readonly appliance: string;
+  readonly createdAt: string;
+  readonly completedAt: string;
+  /** When services were stopped and confirmed running again; null when quiescing was off. */
+  readonly quiesce: null | { readonly stoppedAt: string; readonly startedAt: string; readonly ms: number };
+  readonly timings: Readonly<Record<string, number>>;
+  readonly artifacts: readonly ManifestArtifact[];
+}
+
+export function backupIdFor(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '');
+}
+
+/** The time a backup id stands for, or null if it is not one. */
+export function parseBackupId(id: string): Date | null {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\.\d{3})?Z$/.exec(id);
+  if (!m) return null;
+  const date = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}${m[7] ?? ''}Z`);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+function join(...parts: string[]): string {
+  return parts.filter((p) => p !== '').map((p) => p.replace(/^\/+|\/+$/g, '')).join('/');
+}
+
+export function targetPrefix(prefix: string, target: string): string {
+  return `${join(prefix, target)}/`;
+}
+
+export function backupPrefix(prefix: string, target: string, id: string): string {
+  return `${join(prefix, target, id)}/`;
+}
+
+export function artifactKey(prefix: string, target: string, id: string, file: string): string {
+  return join(prefix, target, id, file);
+}
+
+export function manifestKey(prefix: string, target: string, id: string): string {
+  return join(prefix, target, id, manifestFileName);
+}
+
+/** Checks a manifest read back from storage; throws a message naming the first bad field. */
+export function parseManifest(value: unknown, key: string): Manifest {
+  const fail = (why: string): never => {
+    throw new Error(`${key}: not a vcsa-backup manifest (${why})`);
+  };
+  if (value === null || typeof value !== 'object') return fail('not a JSON object');
+  const m = value as Record<string, unknown>;
+  if (m['format'] !== manifestFormat) fail(`format ${JSON.stringify(m['format'])}, expected ${manifestFormat}`);
+  for (const field of ['id', 'target', 'profile', 'createdAt'] as const) {
+    if (typeof m[field] !== 'string') fail(`${field} missing`);
+  }
+  if (!Array.isArray(m['artifacts']) || m['artifacts'].length === 0) fail('no artifacts');
+  for (const [i, a] of (m['artifacts'] as unknown[]).entries()) {
+    const art = a as Record<string, unknown>;
+    if (typeof art['key'] !== 'string' || typeof art['bytes'] !== 'number' || typeof art['sha256'] !== 'string') {
+      fail(`artifacts[${i}] lacks key, bytes or sha256`);
+    }
+  }
+  return value as Manifest;
+}

@@ -1,0 +1,116 @@
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { loadConfig, type Config } from '../config/load.ts';
+import { BackupError, ConfigError, errorCode, errorMessage } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import { exitCodes, UsageError, type CliCommand, type CliContext, type OptionSpec } from './command.ts';
+
+/** One line per command; each module exports `command`. Loaded lazily so `--help` stays fast. */
+const commands: Record<string, () => Promise<{ command: CliCommand }>> = {
+  backup: () => import('./commands/backup.ts'),
+  simulate: () => import('./commands/simulate.ts'),
+};
+
+const globalOptions: OptionSpec = {
+  config: { type: 'string', short: 'c' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  'log-level': { type: 'string' },
+};
+
+function usage(): string {
+  return [
+    'usage: vcsa-backup <command> [--config fleet.yaml] [--json] [options]',
+    '',
+    'commands:',
+    ...Object.keys(commands).map((c) => `  ${c}`),
+    '',
+    'Run `vcsa-backup <command> --help` for its options. Exit codes: 0 ok, 1 the job failed, 2 bad input.',
+  ].join('\n');
+}
+
+function defaultConfigPath(): string {
+  return process.env['VCSA_BACKUP_CONFIG'] ?? 'fleet.yaml';
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stderr.write(`${usage()}\n`);
+    return name === undefined ? exitCodes.badInput : exitCodes.ok;
+  }
+  const loader = commands[name];
+  if (!loader) {
+    process.stderr.write(`vcsa-backup: unknown command "${name}"\n\n${usage()}\n`);
+    return exitCodes.badInput;
+  }
+  const { command } = await loader();
+  const json = rest.includes('--json');
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: false, strict: true });
+  } catch (err) {
+    return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json);
+  }
+  const values = parsed.values;
+  if (values['help'] === true) {
+    process.stdout.write(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
+    return exitCodes.ok;
+  }
+  const logger = createLogger({ level: typeof values['log-level'] === 'string' ? values['log-level'] : process.env['LOG_LEVEL'] ?? 'info' }).child({ command: command.name });
+
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals === 1) {
+      logger.warn({ signal: sig }, 'stopping: finishing or cancelling the current step; services will be started again');
+      controller.abort(new BackupError('ABORTED', `received ${sig}`));
+    } else {
+      logger.error({ signal: sig }, 'second signal: exiting now');
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let config: Config | undefined;
+  const ctx: CliContext = {
+    values,
+    positionals: parsed.positionals,
+    json: values['json'] === true,
+    logger,
+    signal: controller.signal,
+    tty: process.stderr.isTTY === true,
+    config() {
+      if (config) return config;
+      const path = typeof values['config'] === 'string' ? values['config'] : defaultConfigPath();
+      if (!existsSync(path)) {
+        throw new ConfigError([`--config: ${path} does not exist; pass --config PATH (or set VCSA_BACKUP_CONFIG)`]);
+      }
+      config = loadConfig(path);
+      return config;
+    },
+    out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+    say: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  };
+  try {
+    return await command.run(ctx);
+  } catch (err) {
+    if (!(err instanceof UsageError || err instanceof ConfigError)) logger.error({ err }, 'command failed');
+    return reportError(err, ctx.json);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function reportError(err: unknown, json: boolean): number {
+  const bad = err instanceof UsageError || err instanceof ConfigError;
+  const code = err instanceof UsageError ? 'USAGE' : errorCode(err);
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ error: { code, message: errorMessage(err) } })}\n`);
+  }
+  process.stderr.write(`vcsa-backup: ${errorMessage(err)}\n`);
+  return bad ? exitCodes.badInput : exitCodes.failed;
+}
