@@ -135,8 +135,6 @@ export const configSchema = z.strictObject({
       /** The fleet lease; renewed every third of this. Longer than any plausible pause of a worker. */
       leaseSeconds: seconds.default(30),
       watchdogIntervalSeconds: seconds.default(10),
-      /** "dump": services start as soon as the dumps are spooled (default). "upload": after the upload, as the classic script. */
-      startServicesAfter: z.enum(['dump', 'upload']).default('dump'),
       /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
       enabled: z.boolean().default(true),
       /** How long a job waits for a fleet slot before it is retried later. */

@@ -1,0 +1,65 @@
+import type { Config, TargetConfig } from '../config/load.ts';
+import type { Executor } from '../executors/executor.ts';
+import type { Logger } from '../log.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { backupIdFor, type Manifest } from './manifest.ts';
+import { noGuard, type ProgressListener, type QuiesceGuard } from './progress.ts';
+import { quiesceAndDump } from './quiesce-step.ts';
+import { uploadSpool } from './upload-step.ts';
+
+export interface BackupInput {
+  readonly config: Config;
+  readonly target: TargetConfig;
+  readonly executor: Executor;
+  readonly store: ObjectStore;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal;
+  readonly guard?: QuiesceGuard;
+  readonly onProgress?: ProgressListener;
+  /** Defaults to now. */
+  readonly id?: string;
+}
+
+export interface BackupOutcome {
+  readonly manifest: Manifest;
+  readonly manifestKey: string;
+}
+
+/** One appliance, start to finish, in this process: the `backup` command and the classic cron use. */
+export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
+  const id = input.id ?? backupIdFor(new Date());
+  const logger = input.logger.child({ target: input.target.name, backupId: id });
+  const spool = await quiesceAndDump({
+    config: input.config,
+    target: input.target,
+    executor: input.executor,
+    id,
+    logger: logger.child({ step: 'quiesce' }),
+    guard: input.guard ?? noGuard,
+    ...(input.signal ? { signal: input.signal } : {}),
+    ...(input.onProgress ? { onProgress: input.onProgress } : {}),
+  });
+  return uploadSpool({
+    config: input.config,
+    spool,
+    store: input.store,
+    logger: logger.child({ step: 'upload' }),
+    ...(input.signal ? { signal: input.signal } : {}),
+    ...(input.onProgress ? { onProgress: input.onProgress } : {}),
+  });
+}
+
+/** The `backups[]` entry of `backup --json` and `run --wait --json` (DESIGN §6). */
+export function backupSummary(bucket: string, outcome: BackupOutcome): Record<string, unknown> {
+  const m = outcome.manifest;
+  return {
+    target: m.target,
+    id: m.id,
+    bucket,
+    manifestKey: outcome.manifestKey,
+    quiesceMs: m.quiesce?.ms ?? 0,
+    artifacts: m.artifacts.map((a) => ({ name: a.name, key: a.key, bytes: a.bytes, sha256: a.sha256, rawBytes: a.rawBytes })),
+    createdAt: m.createdAt,
+    completedAt: m.completedAt,
+  };
+}

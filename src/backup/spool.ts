@@ -1,0 +1,81 @@
+import { mkdir, readFile, rm, statfs, writeFile, rename } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { BackupError } from '../errors.ts';
+
+/**
+ * The spool holds a backup's dumps between the quiesce step and a verified upload, so a failed
+ * upload is retried from here without stopping the appliance again. One directory per backup:
+ * <spool.dir>/<target>/<backup id>/. `spool.json` is written once every dump is complete: a
+ * directory without it is debris of an interrupted dump and is never uploaded.
+ */
+export interface SpoolArtifact {
+  readonly name: string;
+  /** Raw dump file name inside the spool directory ("postgres.sql"). */
+  readonly file: string;
+  readonly format: 'plain-sql' | 'pg-custom';
+  readonly rawBytes: number;
+  readonly rawSha256: string;
+  readonly dumpMs: number;
+}
+
+export interface SpoolRecord {
+  readonly version: 1;
+  readonly target: string;
+  readonly id: string;
+  readonly profile: string;
+  readonly appliance: string;
+  /** The host whose disk holds the spool: an upload can only run there. */
+  readonly host: string;
+  readonly dir: string;
+  readonly createdAt: string;
+  readonly quiesce: null | { readonly stoppedAt: string; readonly startedAt: string; readonly ms: number };
+  readonly artifacts: readonly SpoolArtifact[];
+  readonly timings: Readonly<Record<string, number>>;
+}
+
+export const spoolRecordFile = 'spool.json';
+
+export function spoolHost(): string {
+  return process.env['VCSA_BACKUP_HOST_ID'] ?? hostname();
+}
+
+export function spoolDirFor(root: string, target: string, id: string): string {
+  return join(root, target, id);
+}
+
+/** Creates the backup's spool directory after checking there is room. Returns its undo. */
+export async function createSpoolDir(root: string, target: string, id: string, minFreeMiB: number): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = spoolDirFor(root, target, id);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new BackupError('SPOOL_UNWRITABLE', `cannot create spool directory ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); set spool.dir to a writable directory`, { permanent: true, cause: err });
+  }
+  const fs = await statfs(dir);
+  const freeMiB = (fs.bavail * fs.bsize) / (1024 * 1024);
+  if (freeMiB < minFreeMiB) {
+    await rm(dir, { recursive: true, force: true });
+    throw new BackupError('SPOOL_FULL', `only ${Math.floor(freeMiB)} MiB free in ${root} (spool.minFreeMiB is ${minFreeMiB}); free space or point spool.dir elsewhere. No service was stopped.`);
+  }
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export async function writeSpoolRecord(record: SpoolRecord): Promise<void> {
+  const tmp = join(record.dir, `${spoolRecordFile}.tmp`);
+  await writeFile(tmp, JSON.stringify(record, null, 2));
+  await rename(tmp, join(record.dir, spoolRecordFile));
+}
+
+/** Reads a spool, or throws SPOOL_LOST (the host died, or someone cleaned the directory). */
+export async function readSpoolRecord(dir: string): Promise<SpoolRecord> {
+  try {
+    return JSON.parse(await readFile(join(dir, spoolRecordFile), 'utf8')) as SpoolRecord;
+  } catch (err) {
+    throw new BackupError('SPOOL_LOST', `the spooled dumps in ${dir} on ${spoolHost()} are gone (${(err as NodeJS.ErrnoException).code ?? 'unreadable'}); the appliance must be dumped again`, { cause: err });
+  }
+}
+
+export async function removeSpool(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}

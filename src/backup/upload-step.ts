@@ -1,0 +1,92 @@
+import { join } from 'node:path';
+import type { Config } from '../config/load.ts';
+import type { Logger } from '../log.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { toolVersion } from '../version.ts';
+import { compressOnce } from './compress.ts';
+import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
+import type { ProgressListener } from './progress.ts';
+import { removeSpool, type SpoolRecord } from './spool.ts';
+
+export interface UploadStepInput {
+  readonly config: Config;
+  readonly spool: SpoolRecord;
+  readonly store: ObjectStore;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: ProgressListener;
+}
+
+export interface UploadResult {
+  readonly manifest: Manifest;
+  readonly manifestKey: string;
+}
+
+/**
+ * spool → gzip → upload each artifact (verified by the store) → manifest.json last → delete the
+ * spool. Idempotent: run it again after a failure and it picks up from the spool. The spool is
+ * deleted only after the manifest, the commit point, is stored and verified.
+ */
+export async function uploadSpool(input: UploadStepInput): Promise<UploadResult> {
+  const { config, spool, store, logger, signal } = input;
+  const emit = input.onProgress ?? (() => undefined);
+  const timings: Record<string, number> = { ...spool.timings };
+  const artifacts: ManifestArtifact[] = [];
+
+  const compressAt = Date.now();
+  const compressed = [];
+  for (const artifact of spool.artifacts) {
+    emit({ target: spool.target, step: 'compress', artifact: artifact.name });
+    compressed.push(await compressOnce(join(spool.dir, artifact.file), config.compression.level, signal));
+  }
+  timings['compressMs'] = Date.now() - compressAt;
+
+  const uploadAt = Date.now();
+  for (const [i, artifact] of spool.artifacts.entries()) {
+    const gz = compressed[i];
+    if (!gz) throw new Error('unreachable: compressed list shorter than artifacts');
+    const file = `${artifact.file}.gz`;
+    const key = artifactKey(config.s3.prefix, spool.target, spool.id, file);
+    emit({ target: spool.target, step: 'upload', artifact: artifact.name, bytes: 0, totalBytes: gz.bytes });
+    const put = await store.putFile(key, gz.path, {
+      contentType: 'application/gzip',
+      expectedSha256: gz.sha256,
+      ...(signal ? { signal } : {}),
+      onProgress: (sent, total) => emit({ target: spool.target, step: 'upload', artifact: artifact.name, bytes: sent, totalBytes: total }),
+    });
+    logger.info({ artifact: artifact.name, key, bytes: put.bytes }, 'uploaded and verified');
+    artifacts.push({
+      name: artifact.name,
+      file,
+      key,
+      bytes: put.bytes,
+      sha256: put.sha256,
+      rawBytes: artifact.rawBytes,
+      rawSha256: artifact.rawSha256,
+      compression: 'gzip',
+      encryption: null,
+      format: artifact.format,
+    });
+  }
+  timings['uploadMs'] = Date.now() - uploadAt;
+
+  emit({ target: spool.target, step: 'manifest' });
+  const manifest: Manifest = {
+    format: manifestFormat,
+    tool: `vcsa-backup ${toolVersion}`,
+    id: spool.id,
+    target: spool.target,
+    profile: spool.profile,
+    appliance: spool.appliance,
+    createdAt: spool.createdAt,
+    completedAt: new Date().toISOString(),
+    quiesce: spool.quiesce,
+    timings,
+    artifacts,
+  };
+  const key = manifestKey(config.s3.prefix, spool.target, spool.id);
+  await store.putBytes(key, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });
+  logger.info({ manifestKey: key }, 'backup committed');
+  await removeSpool(spool.dir);
+  return { manifest, manifestKey: key };
+}
