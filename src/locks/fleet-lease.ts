@@ -1,0 +1,259 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { BackupError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { BackupStep, QuiesceGuard } from '../backup/progress.ts';
+
+/**
+ * The fleet quiesce lease: at most `maxConcurrent` appliances have services stopped at any
+ * instant, across every worker process and host.
+ *
+ * Why not BullMQ's global concurrency: it frees a dead worker's slot as soon as the stalled job
+ * goes back to wait, while that worker's appliance may still be quiesced. Here a slot is an
+ * entry in one Redis hash, `<prefix>:lease:holders`, field = target. An entry whose lease has
+ * expired STILL occupies its slot: only the watchdog frees it, after it has started that
+ * appliance's services and confirmed them (invariant 2). Every entry carries a fence token from
+ * INCR; renewals, checks and releases compare it in Lua, and expiry uses Redis's clock (TIME),
+ * never a worker's.
+ */
+export interface LeaseEntry {
+  readonly target: string;
+  readonly token: number;
+  /** Worker that holds it: "host:pid:uuid". */
+  readonly holder: string;
+  readonly since: number;
+  readonly expiresAt: number;
+  /** Set while a watchdog is restarting the appliance: who, and until when its claim holds. */
+  readonly rescuer?: string;
+  readonly rescueUntil?: number;
+}
+
+const nowMs = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+// KEYS[1] holders hash, KEYS[2] fence counter. ARGV: target, holder, leaseMs, max.
+// Returns the fence token, 0 when the fleet is full, -1 when the target already has an entry.
+const acquireScript = `${nowMs}
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({target = ARGV[1], token = token, holder = ARGV[2], since = now, expiresAt = now + tonumber(ARGV[3])}))
+return token`;
+
+// ARGV: target, token, leaseMs. Returns 1 if renewed, 0 if the lease is lost (gone, other token, expired).
+const renewScript = `${nowMs}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.expiresAt <= now or e.rescuer then return 0 end
+e.expiresAt = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
+return 1`;
+
+// ARGV: target, token. 1 while held and unexpired.
+const checkScript = `${nowMs}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.expiresAt <= now or e.rescuer then return 0 end
+return 1`;
+
+// ARGV: target, token. Frees the slot only for the same fence token, and only if no watchdog
+// has claimed it (the watchdog then frees it once its own restart is confirmed).
+const releaseScript = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.rescuer then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+return 1`;
+
+// ARGV: target, token, rescuer, claimMs. Claims an expired entry (or one whose rescuer's claim
+// expired) for a watchdog. Returns 1 when claimed.
+const claimScript = `${nowMs}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.expiresAt > now then return 0 end
+if e.rescuer and e.rescueUntil > now and e.rescuer ~= ARGV[3] then return 0 end
+e.rescuer = ARGV[3]
+e.rescueUntil = now + tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
+return 1`;
+
+// ARGV: target, token, rescuer. Frees a slot the watchdog has made safe.
+const freeRescuedScript = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.rescuer ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+return 1`;
+
+export interface FleetLeaseOptions {
+  /** Redis key prefix (config.redis.prefix). */
+  readonly prefix: string;
+  readonly maxConcurrent: number;
+  readonly leaseMs: number;
+  /** Identifies this process in the lease table and the dashboard. */
+  readonly holderId?: string;
+  readonly logger: Logger;
+}
+
+export interface LeaseHandle {
+  readonly target: string;
+  readonly token: number;
+  /** Throws LEASE_LOST once the lease is no longer held (expired, or taken over by a watchdog). */
+  readonly guard: QuiesceGuard;
+  /** Frees the slot. Call only once the appliance's services are confirmed running. */
+  release(): Promise<void>;
+  /** True once a renewal failed. */
+  lost(): boolean;
+}
+
+export function holderIdentity(host: string): string {
+  return `${host}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+export class FleetLease {
+  readonly holderId: string;
+  readonly #redis: Redis;
+  readonly #options: FleetLeaseOptions;
+  readonly #holdersKey: string;
+  readonly #fenceKey: string;
+  readonly #channel: string;
+
+  constructor(redis: Redis, options: FleetLeaseOptions) {
+    this.#redis = redis;
+    this.#options = options;
+    this.holderId = options.holderId ?? holderIdentity('local');
+    this.#holdersKey = `${options.prefix}:lease:holders`;
+    this.#fenceKey = `${options.prefix}:lease:fence`;
+    this.#channel = `${options.prefix}:lease:released`;
+  }
+
+  get channel(): string {
+    return this.#channel;
+  }
+
+  async #eval(script: string, ...args: (string | number)[]): Promise<number> {
+    const result = await this.#redis.eval(script, 3, this.#holdersKey, this.#fenceKey, this.#channel, ...args);
+    return Number(result);
+  }
+
+  /** One attempt: a handle, or null when the fleet is full. */
+  async tryAcquire(target: string): Promise<LeaseHandle | null> {
+    const token = await this.#eval(acquireScript, target, this.holderId, this.#options.leaseMs, this.#options.maxConcurrent);
+    if (token === 0) return null;
+    if (token === -1) {
+      // An entry for this target already exists: a previous holder's lease that the watchdog has
+      // not yet made safe, or another worker backing it up. Either way, not ours to take.
+      return null;
+    }
+    return this.#handle(target, token);
+  }
+
+  /**
+   * Waits for a slot: polls, and wakes early when a slot is released. Gives up after `waitMs`
+   * with a retryable LEASE_TIMEOUT (the job goes back to the queue with backoff).
+   */
+  async acquire(target: string, options: { waitMs: number; signal?: AbortSignal; pollMs?: number; onWaiting?: (holders: LeaseEntry[]) => void }): Promise<LeaseHandle> {
+    const deadline = Date.now() + options.waitMs;
+    const pollMs = options.pollMs ?? 1000;
+    let reported = false;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const handle = await this.tryAcquire(target);
+      if (handle) return handle;
+      if (!reported && options.onWaiting) {
+        reported = true;
+        options.onWaiting(await this.holders());
+      }
+      if (Date.now() >= deadline) {
+        throw new BackupError('LEASE_TIMEOUT', `waited ${Math.round(options.waitMs / 1000)} s for a fleet quiesce slot (quiesce.maxConcurrent is ${this.#options.maxConcurrent}); will retry later`);
+      }
+      await this.#waitForRelease(Math.min(pollMs, Math.max(0, deadline - Date.now())), options.signal);
+    }
+  }
+
+  async #waitForRelease(ms: number, signal?: AbortSignal): Promise<void> {
+    const sub = this.#redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: 1 });
+    await new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        sub.disconnect();
+        resolve();
+      };
+      timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      sub.on('message', done);
+      sub.on('error', () => undefined);
+      sub.subscribe(this.#channel).catch(done);
+    });
+  }
+
+  #handle(target: string, token: number): LeaseHandle {
+    const { leaseMs, logger } = this.#options;
+    let lost = false;
+    let released = false;
+    const renew = async (): Promise<void> => {
+      if (released || lost) return;
+      try {
+        const ok = await this.#eval(renewScript, target, token, leaseMs);
+        if (ok !== 1) {
+          lost = true;
+          logger.error({ target, token }, 'fleet lease lost: stopping at the next step; the watchdog restarts the appliance');
+        }
+      } catch (err) {
+        // Redis unreachable: keep trying; the lease expires on its own if this goes on.
+        logger.warn({ err, target }, 'fleet lease renewal failed; retrying');
+      }
+    };
+    const timer = setInterval(() => void renew(), Math.max(200, Math.floor(leaseMs / 3)));
+    timer.unref();
+    const guard: QuiesceGuard = {
+      assertHeld: async (step: BackupStep) => {
+        if (!lost) {
+          const ok = await this.#eval(checkScript, target, token).catch(() => 0);
+          if (ok === 1) return;
+          lost = true;
+        }
+        throw new BackupError('LEASE_LOST', `the fleet quiesce lease for ${target} was lost before the ${step} step (worker paused or cut off from Redis); stopping, the appliance's services are started again`);
+      },
+    };
+    return {
+      target,
+      token,
+      guard,
+      lost: () => lost,
+      release: async () => {
+        released = true;
+        clearInterval(timer);
+        await this.#eval(releaseScript, target, token);
+      },
+    };
+  }
+
+  async holders(): Promise<LeaseEntry[]> {
+    const all = await this.#redis.hgetall(this.#holdersKey);
+    return Object.values(all).map((raw) => JSON.parse(raw) as LeaseEntry);
+  }
+
+  /** Claims an expired entry for restarting its appliance. */
+  async claimExpired(entry: LeaseEntry, rescuer: string, claimMs: number): Promise<boolean> {
+    return (await this.#eval(claimScript, entry.target, entry.token, rescuer, claimMs)) === 1;
+  }
+
+  async freeRescued(entry: LeaseEntry, rescuer: string): Promise<boolean> {
+    return (await this.#eval(freeRescuedScript, entry.target, entry.token, rescuer)) === 1;
+  }
+
+  /** Redis's clock, which lease expiry uses. */
+  async redisNow(): Promise<number> {
+    const [s, us] = await this.#redis.time();
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  }
+}

@@ -1,0 +1,45 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { BackupError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+
+/**
+ * One backup (or restore) per appliance at a time (invariant 3): a Redis key per target, set with
+ * NX and a TTL, renewed while held, released only by the token that set it.
+ */
+const renewScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const releaseScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+export interface TargetLock {
+  readonly target: string;
+  release(): Promise<void>;
+}
+
+export function targetLockKey(prefix: string, target: string): string {
+  return `${prefix}:lock:target:${target}`;
+}
+
+export async function acquireTargetLock(
+  redis: Redis,
+  options: { prefix: string; target: string; holder: string; ttlMs: number; logger: Logger; purpose: 'backup' | 'restore' },
+): Promise<TargetLock> {
+  const key = targetLockKey(options.prefix, options.target);
+  const token = `${options.holder}|${options.purpose}|${randomUUID()}`;
+  const ok = await redis.set(key, token, 'PX', options.ttlMs, 'NX');
+  if (ok !== 'OK') {
+    const owner = (await redis.get(key)) ?? 'unknown';
+    const [holder, purpose] = owner.split('|');
+    throw new BackupError('TARGET_BUSY', `${options.target} is busy: a ${purpose ?? 'job'} by ${holder ?? 'another worker'} is running; try again when it has finished`);
+  }
+  const timer = setInterval(() => {
+    redis.eval(renewScript, 1, key, token, options.ttlMs).catch((err: unknown) => options.logger.warn({ err, target: options.target }, 'target lock renewal failed'));
+  }, Math.max(200, Math.floor(options.ttlMs / 3)));
+  timer.unref();
+  return {
+    target: options.target,
+    release: async () => {
+      clearInterval(timer);
+      await redis.eval(releaseScript, 1, key, token);
+    },
+  };
+}
