@@ -152,10 +152,15 @@ export const configSchema = z.strictObject({
   retention: retentionSchema.prefault({}),
   worker: z
     .strictObject({
-      quiesceConcurrency: z.number().int().min(1).default(2),
-      uploadConcurrency: z.number().int().min(1).default(2),
+      /** Backups one worker process runs at once. Quiescing is still limited fleet-wide by the lease. */
+      concurrency: z.number().int().min(1).default(2),
+      /** Attempts of a queued backup (a fresh dump only when its spool is lost or it never got one). */
       attempts: z.number().int().min(1).default(5),
+      /** BullMQ job lock; a killed worker's job is retried after about this plus stalledIntervalSeconds. */
+      lockSeconds: seconds.default(30),
+      stalledIntervalSeconds: seconds.default(30),
       backoffSeconds: seconds.default(30),
+      /** Upload attempts from the spool within one job attempt, with exponential backoff and jitter. */
       uploadAttempts: z.number().int().min(1).default(8),
     })
     .prefault({}),

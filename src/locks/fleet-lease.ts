@@ -108,6 +108,11 @@ export interface LeaseHandle {
   readonly guard: QuiesceGuard;
   /** Frees the slot. Call only once the appliance's services are confirmed running. */
   release(): Promise<void>;
+  /**
+   * Stops renewing without freeing the slot: for when the services could not be confirmed
+   * running. The lease expires and the watchdog restarts the appliance, then frees the slot.
+   */
+  abandon(): void;
   /** True once a renewal failed. */
   lost(): boolean;
 }
@@ -229,6 +234,10 @@ export class FleetLease {
       token,
       guard,
       lost: () => lost,
+      abandon: () => {
+        released = true;
+        clearInterval(timer);
+      },
       release: async () => {
         released = true;
         clearInterval(timer);

@@ -1,0 +1,236 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import { findTarget, type Config, type TargetConfig } from '../config/load.ts';
+import { BackupError, errorCode, errorMessage, isPermanent } from '../errors.ts';
+import type { Executor } from '../executors/executor.ts';
+import type { Logger } from '../log.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { backupIdFor } from '../backup/manifest.ts';
+import type { ProgressEvent } from '../backup/progress.ts';
+import { quiesceAndDump } from '../backup/quiesce-step.ts';
+import { servicesNotRunning } from '../backup/services.ts';
+import { readSpoolRecord, spoolHost, type SpoolRecord } from '../backup/spool.ts';
+import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
+import type { FleetLease } from '../locks/fleet-lease.ts';
+import { acquireTargetLock } from '../locks/target-lock.ts';
+import type { FleetState } from '../state/fleet-state.ts';
+
+/** What a queued backup job carries. Never secrets: only names and paths. */
+export interface BackupJobData {
+  readonly target: string;
+  readonly runId: string;
+  readonly trigger: 'schedule' | 'run';
+  /** Set once the dumps are spooled: later attempts upload from here without quiescing again. */
+  readonly spool?: { readonly host: string; readonly dir: string; readonly id: string };
+}
+
+/** The parts of a queue job the domain needs; workers/ adapts a BullMQ job to it. */
+export interface JobHandle {
+  readonly id: string;
+  readonly data: BackupJobData;
+  /** 1 on the first attempt. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  updateData(data: BackupJobData): Promise<void>;
+  reportProgress(event: ProgressEvent): void;
+}
+
+export interface BackupJobDeps {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly lease: FleetLease;
+  readonly state: FleetState;
+  readonly store: ObjectStore;
+  readonly makeExecutor: (target: TargetConfig) => Executor;
+  readonly logger: Logger;
+  /** Runs after a committed backup (retention, verify); its failures never fail the backup. */
+  readonly afterBackup?: (target: TargetConfig, result: UploadResult, logger: Logger) => Promise<void>;
+}
+
+export interface BackupJobResult {
+  readonly target: string;
+  readonly id: string;
+  readonly manifestKey: string;
+  readonly quiesceMs: number;
+  readonly artifacts: readonly { name: string; key: string; bytes: number; sha256: string }[];
+  readonly uploadAttempts: number;
+  readonly dumpedAgainBecause?: string;
+}
+
+/**
+ * One queued backup: target lock → (spool from an earlier attempt, or: fleet lease → stop →
+ * dump → start → release) → upload with backoff, never quiescing again while the spool exists.
+ */
+export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, signal: AbortSignal): Promise<BackupJobResult> {
+  const { config, redis, lease, state } = deps;
+  const target = findTarget(config, job.data.target);
+  const logger = deps.logger.child({ jobId: job.id, target: target.name, attempt: job.attempt });
+  const progress = throttledProgress(state, target.name, lease.holderId, job);
+
+  const lock = await acquireTargetLock(redis, {
+    prefix: config.redis.prefix,
+    target: target.name,
+    holder: lease.holderId,
+    ttlMs: Math.max(60_000, config.quiesce.leaseSeconds * 2000),
+    logger,
+    purpose: 'backup',
+  });
+  try {
+    let dumpedAgainBecause: string | undefined;
+    let spool: SpoolRecord | undefined;
+    if (job.data.spool) {
+      if (job.data.spool.host !== spoolHost()) {
+        dumpedAgainBecause = `spool of backup ${job.data.spool.id} is on host ${job.data.spool.host}, not reachable from ${spoolHost()}`;
+      } else {
+        try {
+          spool = await readSpoolRecord(job.data.spool.dir);
+        } catch (err) {
+          dumpedAgainBecause = errorMessage(err);
+        }
+      }
+      if (dumpedAgainBecause) {
+        logger.warn({ reason: dumpedAgainBecause }, 'spool lost: dumping the appliance again');
+        await state.recordRequeue(target.name, dumpedAgainBecause);
+      } else {
+        logger.info({ backupId: job.data.spool.id }, 'uploading from the spool of an earlier attempt; not quiescing again');
+      }
+    }
+
+    if (!spool) {
+      spool = await quiesceWithLease(deps, target, logger, signal, progress);
+      await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
+    }
+
+    const { result, attempts } = await uploadWithRetries(deps, spool, logger, signal, progress);
+    await state.recordSuccess(target.name, {
+      id: result.manifest.id,
+      at: result.manifest.completedAt,
+      manifestKey: result.manifestKey,
+      bytes: result.manifest.artifacts.reduce((s, a) => s + a.bytes, 0),
+      rawBytes: result.manifest.artifacts.reduce((s, a) => s + a.rawBytes, 0),
+      quiesceMs: result.manifest.quiesce?.ms ?? 0,
+      durationMs: Date.parse(result.manifest.completedAt) - Date.parse(result.manifest.createdAt),
+    });
+    if (deps.afterBackup) {
+      await deps.afterBackup(target, result, logger).catch((err: unknown) => logger.error({ err }, 'after-backup task failed; the backup itself is good'));
+    }
+    return {
+      target: target.name,
+      id: result.manifest.id,
+      manifestKey: result.manifestKey,
+      quiesceMs: result.manifest.quiesce?.ms ?? 0,
+      artifacts: result.manifest.artifacts.map((a) => ({ name: a.name, key: a.key, bytes: a.bytes, sha256: a.sha256 })),
+      uploadAttempts: attempts,
+      ...(dumpedAgainBecause ? { dumpedAgainBecause } : {}),
+    };
+  } catch (err) {
+    const final = isPermanent(err) || job.attempt >= job.maxAttempts;
+    await state
+      .recordFailure(target.name, { at: new Date().toISOString(), code: errorCode(err), message: errorMessage(err), attempt: job.attempt, final })
+      .catch((stateErr: unknown) => logger.warn({ err: stateErr }, 'could not record the failure in Redis'));
+    throw err;
+  } finally {
+    await lock.release().catch((err: unknown) => logger.warn({ err }, 'could not release the target lock; it expires on its own'));
+  }
+}
+
+async function quiesceWithLease(
+  deps: BackupJobDeps,
+  target: TargetConfig,
+  logger: Logger,
+  signal: AbortSignal,
+  progress: (e: ProgressEvent) => void,
+): Promise<SpoolRecord> {
+  const { config, lease } = deps;
+  const executor = deps.makeExecutor(target);
+  try {
+    progress({ target: target.name, step: 'precheck' });
+    const handle = await lease.acquire(target.name, {
+      waitMs: config.quiesce.waitSeconds * 1000,
+      signal,
+      onWaiting: (holders) => logger.info({ holders: holders.map((h) => h.target) }, 'waiting for a fleet quiesce slot'),
+    });
+    logger.info({ token: handle.token }, 'fleet quiesce lease acquired');
+    let failure: unknown;
+    try {
+      return await quiesceAndDump({
+        config,
+        target,
+        executor,
+        id: backupIdFor(new Date()),
+        logger: logger.child({ step: 'quiesce' }),
+        guard: handle.guard,
+        signal,
+        onProgress: progress,
+      });
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      // Free the slot only with the services confirmed running; otherwise let the lease expire
+      // so the watchdog restarts them first (invariant 2).
+      let safe = failure === undefined;
+      if (!safe && config.quiesce.enabled) {
+        const down = await servicesNotRunning({ executor, services: target.boundProfile.services, timeoutMs: target.timeouts.serviceSeconds * 1000, logger }).catch(() => null);
+        safe = down !== null && down.length === 0;
+        if (!safe) logger.error({ down }, 'services not confirmed running; leaving the fleet slot to the watchdog');
+      } else if (!safe) {
+        safe = true;
+      }
+      if (safe) await handle.release().catch((err: unknown) => logger.warn({ err }, 'lease release failed; it expires and the watchdog frees it'));
+      else handle.abandon();
+    }
+  } finally {
+    await executor.close().catch(() => undefined);
+  }
+}
+
+async function uploadWithRetries(
+  deps: BackupJobDeps,
+  spool: SpoolRecord,
+  logger: Logger,
+  signal: AbortSignal,
+  progress: (e: ProgressEvent) => void,
+): Promise<{ result: UploadResult; attempts: number }> {
+  const { config, store, state } = deps;
+  const maxAttempts = config.worker.uploadAttempts;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
+      return { result, attempts: attempt };
+    } catch (err) {
+      if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || errorCode(err) === 'SPOOL_LOST') throw err;
+      // Exponential backoff with full jitter, capped: S3 outages tend to last minutes.
+      const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), 5 * 60_000);
+      const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));
+      logger.warn({ err, attempt, delayMs }, 'upload failed; retrying from the spool without quiescing again');
+      await state.recordUploadRetry(spool.target).catch(() => undefined);
+      await sleep(delayMs, undefined, { signal }).catch(() => {
+        throw new BackupError('ABORTED', 'upload retry cancelled by shutdown; the spool is kept for the next attempt');
+      });
+    }
+  }
+}
+
+/** Progress to Redis at most once a second per target (dumps report every chunk). */
+function throttledProgress(state: FleetState, target: string, holder: string, job: JobHandle): (e: ProgressEvent) => void {
+  let last = 0;
+  let lastStep = '';
+  return (event) => {
+    job.reportProgress(event);
+    const now = Date.now();
+    if (event.step === lastStep && now - last < 1000) return;
+    last = now;
+    lastStep = event.step;
+    void state
+      .setStep(target, {
+        step: event.step,
+        at: new Date(now).toISOString(),
+        holder,
+        ...(event.artifact ? { artifact: event.artifact } : {}),
+        ...(event.bytes !== undefined ? { bytes: event.bytes } : {}),
+        ...(event.totalBytes !== undefined ? { totalBytes: event.totalBytes } : {}),
+      })
+      .catch(() => undefined);
+  };
+}

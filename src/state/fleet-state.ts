@@ -1,0 +1,139 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * What the fleet looks like now, per target, in Redis: written by workers, read by `status`,
+ * the dashboard and /metrics. One hash per target, `<prefix>:target:<name>`, with JSON fields.
+ * Counters are plain integers so HINCRBY works.
+ */
+export interface LastSuccess {
+  readonly id: string;
+  readonly at: string;
+  readonly manifestKey: string;
+  readonly bytes: number;
+  readonly rawBytes: number;
+  readonly quiesceMs: number;
+  readonly durationMs: number;
+}
+
+export interface LastFailure {
+  readonly at: string;
+  readonly code: string;
+  readonly message: string;
+  readonly attempt?: number;
+  readonly final?: boolean;
+}
+
+export interface CurrentStep {
+  readonly step: string;
+  readonly at: string;
+  readonly artifact?: string;
+  readonly bytes?: number;
+  readonly totalBytes?: number;
+  readonly holder?: string;
+}
+
+export interface LastVerify {
+  readonly id: string;
+  readonly at: string;
+  readonly ok: boolean;
+  readonly message: string;
+}
+
+export interface TargetState {
+  readonly name: string;
+  readonly lastSuccess: LastSuccess | null;
+  readonly lastFailure: LastFailure | null;
+  readonly step: CurrentStep | null;
+  readonly lastVerify: LastVerify | null;
+  readonly successes: number;
+  readonly failures: number;
+  readonly retries: number;
+  readonly uploadRetries: number;
+  readonly bytesUploaded: number;
+  /** Why the last backup had to dump again (e.g. its spool was lost). */
+  readonly lastRequeue: { at: string; reason: string } | null;
+}
+
+export function targetStateKey(prefix: string, target: string): string {
+  return `${prefix}:target:${target}`;
+}
+
+function json<T>(raw: string | undefined): T | null {
+  if (raw === undefined || raw === '') return null;
+  try {
+    return JSON.parse(raw) as T;
+  } catch {
+    return null;
+  }
+}
+
+export class FleetState {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+
+  constructor(redis: Redis, prefix: string) {
+    this.#redis = redis;
+    this.#prefix = prefix;
+  }
+
+  #key(target: string): string {
+    return targetStateKey(this.#prefix, target);
+  }
+
+  async setStep(target: string, step: CurrentStep | null): Promise<void> {
+    if (step === null) await this.#redis.hdel(this.#key(target), 'step');
+    else await this.#redis.hset(this.#key(target), 'step', JSON.stringify(step));
+  }
+
+  async recordSuccess(target: string, success: LastSuccess): Promise<void> {
+    await this.#redis
+      .multi()
+      .hset(this.#key(target), 'lastSuccess', JSON.stringify(success))
+      .hincrby(this.#key(target), 'successes', 1)
+      .hincrby(this.#key(target), 'bytesUploaded', success.bytes)
+      .hdel(this.#key(target), 'step')
+      .exec();
+  }
+
+  async recordFailure(target: string, failure: LastFailure): Promise<void> {
+    await this.#redis
+      .multi()
+      .hset(this.#key(target), 'lastFailure', JSON.stringify(failure))
+      .hincrby(this.#key(target), failure.final === false ? 'retries' : 'failures', 1)
+      .hdel(this.#key(target), 'step')
+      .exec();
+  }
+
+  async recordUploadRetry(target: string): Promise<void> {
+    await this.#redis.hincrby(this.#key(target), 'uploadRetries', 1);
+  }
+
+  async recordRequeue(target: string, reason: string): Promise<void> {
+    await this.#redis.hset(this.#key(target), 'lastRequeue', JSON.stringify({ at: new Date().toISOString(), reason }));
+  }
+
+  async recordVerify(target: string, verify: LastVerify): Promise<void> {
+    await this.#redis.hset(this.#key(target), 'lastVerify', JSON.stringify(verify));
+  }
+
+  async get(target: string): Promise<TargetState> {
+    const h = await this.#redis.hgetall(this.#key(target));
+    return {
+      name: target,
+      lastSuccess: json<LastSuccess>(h['lastSuccess']),
+      lastFailure: json<LastFailure>(h['lastFailure']),
+      step: json<CurrentStep>(h['step']),
+      lastVerify: json<LastVerify>(h['lastVerify']),
+      successes: Number(h['successes'] ?? 0),
+      failures: Number(h['failures'] ?? 0),
+      retries: Number(h['retries'] ?? 0),
+      uploadRetries: Number(h['uploadRetries'] ?? 0),
+      bytesUploaded: Number(h['bytesUploaded'] ?? 0),
+      lastRequeue: json<{ at: string; reason: string }>(h['lastRequeue']),
+    };
+  }
+
+  async all(targets: readonly string[]): Promise<TargetState[]> {
+    return Promise.all(targets.map((t) => this.get(t)));
+  }
+}

@@ -1,0 +1,145 @@
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Config, TargetConfig } from '../src/config/load.ts';
+import { BackupError, errorCode, errorMessage, isPermanent } from '../src/errors.ts';
+import type { Executor } from '../src/executors/executor.ts';
+import type { Logger } from '../src/log.ts';
+import type { ObjectStore } from '../src/storage/object-store.ts';
+import { spoolHost } from '../src/backup/spool.ts';
+import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult } from '../src/fleet/backup-job.ts';
+import { FleetLease, holderIdentity } from '../src/locks/fleet-lease.ts';
+import { Watchdog } from '../src/locks/watchdog.ts';
+import { FleetState } from '../src/state/fleet-state.ts';
+import { backupJobOptions, backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
+import { workerConnection } from './redis.ts';
+
+export interface WorkerDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly store: ObjectStore;
+  readonly makeExecutor: (target: TargetConfig) => Executor;
+  readonly afterBackup?: BackupJobDeps['afterBackup'];
+}
+
+export interface RunningWorker {
+  readonly holderId: string;
+  /** Graceful: cancels dumps in flight (their services are started again), waits for jobs to settle. */
+  close(): Promise<void>;
+}
+
+/** failedReason carries the stable code in front, so `run --wait` can report it. */
+export function encodeFailure(err: unknown): string {
+  return `${errorCode(err)}: ${errorMessage(err)}`;
+}
+
+export function decodeFailure(reason: string | undefined): { code: string; message: string } {
+  const m = /^([A-Z][A-Z0-9_]+): ([\s\S]*)$/.exec(reason ?? '');
+  return m ? { code: m[1] ?? 'INTERNAL', message: m[2] ?? '' } : { code: 'INTERNAL', message: reason ?? 'unknown failure' };
+}
+
+/**
+ * A worker process: consumes backup jobs and scheduler triggers, and runs the watchdog. Thin:
+ * the work is `processBackupJob` in src/fleet; this file adapts BullMQ to it.
+ */
+export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
+  const { config, logger } = deps;
+  const connection = workerConnection(config.redis.url);
+  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting'));
+  const holderId = holderIdentity(spoolHost());
+  const lease = new FleetLease(connection, {
+    prefix: config.redis.prefix,
+    maxConcurrent: config.quiesce.maxConcurrent,
+    leaseMs: config.quiesce.leaseSeconds * 1000,
+    holderId,
+    logger,
+  });
+  const state = new FleetState(connection, config.redis.prefix);
+  const shutdown = new AbortController();
+  const jobControllers = new Map<string, AbortController>();
+  const jobDeps: BackupJobDeps = {
+    config,
+    redis: connection,
+    lease,
+    state,
+    store: deps.store,
+    makeExecutor: deps.makeExecutor,
+    logger,
+    ...(deps.afterBackup ? { afterBackup: deps.afterBackup } : {}),
+  };
+
+  const backupWorker = new Worker<BackupJobData, BackupJobResult>(
+    backupQueueName,
+    async (job: Job<BackupJobData, BackupJobResult>, _token?: string, bullSignal?: AbortSignal) => {
+      const controller = new AbortController();
+      jobControllers.set(job.id ?? '', controller);
+      const signal = AbortSignal.any([controller.signal, shutdown.signal, ...(bullSignal ? [bullSignal] : [])]);
+      try {
+        return await processBackupJob(
+          jobDeps,
+          {
+            id: job.id ?? '',
+            data: job.data,
+            attempt: job.attemptsMade + 1,
+            maxAttempts: job.opts.attempts ?? 1,
+            updateData: (data) => job.updateData(data),
+            reportProgress: (event) => void job.updateProgress({ ...event }).catch(() => undefined),
+          },
+          signal,
+        );
+      } catch (err) {
+        if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
+        throw new Error(encodeFailure(err));
+      } finally {
+        jobControllers.delete(job.id ?? '');
+      }
+    },
+    {
+      ...queueOptions(config, connection),
+      concurrency: config.worker.concurrency,
+      lockDuration: config.worker.lockSeconds * 1000,
+      stalledInterval: config.worker.stalledIntervalSeconds * 1000,
+      // A killed worker's job is retried, not failed, up to the configured attempts.
+      maxStalledCount: config.worker.attempts,
+      name: holderId,
+    },
+  );
+  backupWorker.on('lockRenewalFailed', (jobIds) => {
+    for (const id of jobIds) {
+      logger.error({ jobId: id }, 'lost the job lock; cancelling the job here (another worker may take it over)');
+      jobControllers.get(id)?.abort(new BackupError('JOB_LOCK_LOST', 'the queue lock of this job was lost'));
+    }
+  });
+  backupWorker.on('error', (err) => logger.warn({ err: err.message }, 'backup worker error'));
+
+  const backupQueue = new Queue<BackupJobData>(backupQueueName, queueOptions(config, connection));
+  const triggerWorker = new Worker<{ target: string }>(
+    triggerQueueName,
+    async (job) => {
+      const runId = `s${Date.now()}`;
+      await backupQueue.add('backup', { target: job.data.target, runId, trigger: 'schedule' }, backupJobOptions(config, job.data.target, runId));
+      logger.info({ target: job.data.target, runId }, 'scheduled backup enqueued');
+    },
+    { ...queueOptions(config, connection), concurrency: 4, name: holderId },
+  );
+  triggerWorker.on('error', (err) => logger.warn({ err: err.message }, 'trigger worker error'));
+
+  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId });
+  watchdog.start();
+  logger.info({ holderId, concurrency: config.worker.concurrency, targets: config.targets.length }, 'worker started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    holderId,
+    close: () => {
+      closing ??= (async () => {
+        logger.info('worker stopping: cancelling dumps in flight, starting services, releasing leases');
+        shutdown.abort(new BackupError('ABORTED', 'worker shutting down'));
+        await Promise.allSettled([backupWorker.close(), triggerWorker.close()]);
+        await watchdog.stop();
+        await backupQueue.close();
+        await connection.quit().catch(() => connection.disconnect());
+        logger.info('worker stopped');
+      })();
+      return closing;
+    },
+  };
+}
