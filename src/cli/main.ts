@@ -5,8 +5,14 @@ import { BackupError, ConfigError, errorCode, errorMessage } from '../errors.ts'
 import { createLogger } from '../log.ts';
 import { exitCodes, UsageError, type CliCommand, type CliContext, type OptionSpec } from './command.ts';
 
-/** One line per command; each module exports `command`. Loaded lazily so `--help` stays fast. */
-const commands: Record<string, () => Promise<{ command: CliCommand }>> = {
+export type CommandRegistry = Record<string, () => Promise<{ command: CliCommand }>>;
+
+/**
+ * Commands of the domain, one line each; each module exports `command`. Loaded lazily so
+ * `--help` stays fast. Commands that talk to the queues live in workers/ and are added by
+ * workers/cli.ts, the composition root (src/ never imports BullMQ).
+ */
+export const domainCommands: CommandRegistry = {
   backup: () => import('./commands/backup.ts'),
   simulate: () => import('./commands/simulate.ts'),
 };
@@ -18,12 +24,12 @@ const globalOptions: OptionSpec = {
   'log-level': { type: 'string' },
 };
 
-function usage(): string {
+function usage(commands: CommandRegistry): string {
   return [
     'usage: vcsa-backup <command> [--config fleet.yaml] [--json] [options]',
     '',
     'commands:',
-    ...Object.keys(commands).map((c) => `  ${c}`),
+    ...Object.keys(commands).sort().map((c) => `  ${c}`),
     '',
     'Run `vcsa-backup <command> --help` for its options. Exit codes: 0 ok, 1 the job failed, 2 bad input.',
   ].join('\n');
@@ -33,15 +39,16 @@ function defaultConfigPath(): string {
   return process.env['VCSA_BACKUP_CONFIG'] ?? 'fleet.yaml';
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(argv: readonly string[], extraCommands: CommandRegistry = {}): Promise<number> {
+  const commands: CommandRegistry = { ...domainCommands, ...extraCommands };
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stderr.write(`${usage()}\n`);
+    process.stderr.write(`${usage(commands)}\n`);
     return name === undefined ? exitCodes.badInput : exitCodes.ok;
   }
   const loader = commands[name];
   if (!loader) {
-    process.stderr.write(`vcsa-backup: unknown command "${name}"\n\n${usage()}\n`);
+    process.stderr.write(`vcsa-backup: unknown command "${name}"\n\n${usage(commands)}\n`);
     return exitCodes.badInput;
   }
   const { command } = await loader();

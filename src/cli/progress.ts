@@ -1,0 +1,84 @@
+import type { ProgressEvent } from '../backup/progress.ts';
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+  const h = Math.floor(m / 60);
+  return h < 48 ? `${h} h ${m % 60} min` : `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+/**
+ * Progress for humans on stderr: one live line per target on a terminal, plain lines (one per
+ * step change) otherwise, so logs and CI output stay readable.
+ */
+export class ProgressPrinter {
+  readonly #tty: boolean;
+  readonly #write: (text: string) => void;
+  readonly #lines = new Map<string, string>();
+  readonly #lastStep = new Map<string, string>();
+  readonly #rate = new Map<string, { at: number; bytes: number; rate: number }>();
+  #drawn = 0;
+
+  constructor(tty: boolean, write: (text: string) => void) {
+    this.#tty = tty;
+    this.#write = write;
+  }
+
+  update(event: ProgressEvent): void {
+    const key = `${event.step}${event.artifact ? ` ${event.artifact}` : ''}`;
+    let detail = '';
+    if (event.bytes !== undefined) {
+      const now = Date.now();
+      const prev = this.#rate.get(event.target);
+      let rate = prev?.rate ?? 0;
+      if (prev && now - prev.at >= 500 && event.bytes >= prev.bytes) rate = ((event.bytes - prev.bytes) * 1000) / (now - prev.at);
+      if (!prev || now - prev.at >= 500 || event.bytes < prev.bytes) this.#rate.set(event.target, { at: now, bytes: event.bytes, rate });
+      detail = ` ${formatBytes(event.bytes)}${event.totalBytes ? ` of ${formatBytes(event.totalBytes)}` : ''}${rate > 0 ? ` (${formatBytes(rate)}/s)` : ''}`;
+    }
+    if (this.#tty) {
+      this.#lines.set(event.target, `${event.target.padEnd(16)} ${key}${detail}`);
+      this.#redraw();
+    } else if (this.#lastStep.get(event.target) !== key) {
+      this.#lastStep.set(event.target, key);
+      this.#write(`${event.target}: ${key}\n`);
+    }
+  }
+
+  /** A line that stays (a result, a failure). */
+  note(text: string): void {
+    if (this.#tty) this.#clear();
+    this.#write(`${text}\n`);
+    if (this.#tty) this.#redraw();
+  }
+
+  done(): void {
+    if (this.#tty) this.#clear();
+    this.#lines.clear();
+  }
+
+  #clear(): void {
+    if (this.#drawn > 0) this.#write(`\x1b[${this.#drawn}A\x1b[J`);
+    this.#drawn = 0;
+  }
+
+  #redraw(): void {
+    this.#clear();
+    const lines = [...this.#lines.values()];
+    if (lines.length > 0) this.#write(`${lines.join('\n')}\n`);
+    this.#drawn = lines.length;
+  }
+}

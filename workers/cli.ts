@@ -1,0 +1,13 @@
+import { main as domainMain, type CommandRegistry } from '../src/cli/main.ts';
+
+/** The queue-facing commands; the rest are in src/cli/main.ts. */
+const queueCommands: CommandRegistry = {
+  worker: () => import('./commands/worker.ts'),
+  schedule: () => import('./commands/schedule.ts'),
+  run: () => import('./commands/run.ts'),
+  status: () => import('./commands/status.ts'),
+};
+
+export function main(argv: readonly string[]): Promise<number> {
+  return domainMain(argv, queueCommands);
+}

@@ -1,0 +1,60 @@
+import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
+import { formatBytes, formatDuration } from '../../src/cli/progress.ts';
+import { FleetLease } from '../../src/locks/fleet-lease.ts';
+import { FleetState } from '../../src/state/fleet-state.ts';
+import { nextRuns } from '../producer.ts';
+import { clientConnection } from '../redis.ts';
+
+export const command: CliCommand = {
+  name: 'status',
+  summary: 'Per target: the last good backup and its age, the step running now, the last failure and why, the next scheduled run; and who holds the fleet quiesce lease.',
+  usage: '[--config fleet.yaml] [--json]',
+  options: {},
+  async run(ctx) {
+    const config = ctx.config();
+    const redis = clientConnection(config.redis.url);
+    try {
+      const state = new FleetState(redis, config.redis.prefix);
+      const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger: ctx.logger });
+      const [states, holders, next] = await Promise.all([state.all(config.targets.map((t) => t.name)), lease.holders(), nextRuns(config, redis)]);
+      const now = Date.now();
+      const targets = states.map((s) => ({
+        name: s.name,
+        lastSuccess: s.lastSuccess
+          ? { id: s.lastSuccess.id, at: s.lastSuccess.at, ageSeconds: Math.round((now - Date.parse(s.lastSuccess.at)) / 1000), bytes: s.lastSuccess.bytes, rawBytes: s.lastSuccess.rawBytes, quiesceMs: s.lastSuccess.quiesceMs, manifestKey: s.lastSuccess.manifestKey }
+          : null,
+        lastFailure: s.lastFailure ? { at: s.lastFailure.at, code: s.lastFailure.code, message: s.lastFailure.message } : null,
+        step: s.step,
+        nextRun: next.has(s.name) ? new Date(next.get(s.name) ?? 0).toISOString() : null,
+        lastVerify: s.lastVerify,
+        counts: { successes: s.successes, failures: s.failures, retries: s.retries, uploadRetries: s.uploadRetries },
+      }));
+      const leaseOut = holders.map((h) => ({ target: h.target, holder: h.holder, since: new Date(h.since).toISOString(), expired: h.expiresAt <= now, ...(h.rescuer ? { rescuer: h.rescuer } : {}) }));
+      if (ctx.json) {
+        ctx.out(JSON.stringify({ targets, lease: leaseOut }));
+        return exitCodes.ok;
+      }
+      const rows = [['TARGET', 'LAST GOOD', 'AGE', 'SIZE', 'DOWNTIME', 'NOW', 'LAST FAILURE', 'NEXT RUN']];
+      for (const t of targets) {
+        rows.push([
+          t.name,
+          t.lastSuccess?.id ?? 'never',
+          t.lastSuccess ? formatDuration(t.lastSuccess.ageSeconds * 1000) : '-',
+          t.lastSuccess ? formatBytes(t.lastSuccess.bytes) : '-',
+          t.lastSuccess ? formatDuration(t.lastSuccess.quiesceMs) : '-',
+          t.step?.step ?? 'idle',
+          t.lastFailure ? `${t.lastFailure.at.slice(0, 19)} ${t.lastFailure.code}` : '-',
+          t.nextRun ?? '-',
+        ]);
+      }
+      const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+      for (const r of rows) ctx.out(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+      ctx.out('');
+      ctx.out(leaseOut.length === 0 ? 'fleet lease: free' : `fleet lease: ${leaseOut.map((l) => `${l.target} held by ${l.holder} since ${l.since}${l.expired ? ' (EXPIRED: watchdog restarting it)' : ''}`).join('; ')}`);
+      for (const t of targets) if (t.lastFailure) ctx.out(`${t.name}: last failure ${t.lastFailure.code}: ${t.lastFailure.message}`);
+      return exitCodes.ok;
+    } finally {
+      redis.disconnect();
+    }
+  },
+};
