@@ -1,0 +1,315 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  AbortMultipartUploadCommand,
+  DeleteBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3ServiceException,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Secret } from '../../src/config/secret.ts';
+import { silentLogger } from '../../src/log.ts';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
+import { s3ErrorToBackupError } from '../../src/storage/s3-errors.ts';
+import { createS3ObjectStore, partSizeFor, type S3ObjectStore } from '../../src/storage/s3.ts';
+import { closedPort, rawS3Client, s3ConfigFor } from '../support/s3.ts';
+import { objectStoreContract, rejectsWithCode, sha256OfStream, writeRandomFile } from './contract.ts';
+
+const MiB = 1024 * 1024;
+let s3: EmbeddedS3;
+let raw: S3Client;
+
+before(async () => {
+  s3 = await startEmbeddedS3({ bucket: `contract-${randomUUID().slice(0, 8)}` });
+  raw = rawS3Client(s3);
+});
+
+after(async () => {
+  raw.destroy();
+  await s3.stop();
+});
+
+// Two keys per page, so every listing above pages through ListObjectsV2 continuation tokens.
+objectStoreContract('S3 (embedded endpoint, checksums when required, verify by download)', () => {
+  const store = createS3ObjectStore(s3ConfigFor(s3), silentLogger, { listPageSize: 2 });
+  return Promise.resolve({ store, cleanup: () => Promise.resolve(store.close()) });
+});
+
+objectStoreContract('S3 (embedded endpoint, SDK default checksums, verify by head)', () => {
+  const store = createS3ObjectStore(s3ConfigFor(s3, { checksums: 'when-supported', verify: 'head', queueSize: 1 }), silentLogger, { listPageSize: 3, deleteBatchSize: 2 });
+  return Promise.resolve({ store, cleanup: () => Promise.resolve(store.close()) });
+});
+
+void describe('S3 store specifics', () => {
+  let dir: string;
+  const base = `specific-${randomUUID().slice(0, 8)}`;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 's3-store-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Replaces the object on the server between upload and verification. */
+  const tamper = (body: Buffer, withSha256?: string) => async (key: string) => {
+    await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ...(withSha256 ? { Metadata: { sha256: withSha256 } } : {}) }));
+  };
+
+  void test('verify=download detects same-size different bytes on the server and deletes the object', async () => {
+    const path = join(dir, 'tampered.bin');
+    await writeRandomFile(path, 200_000);
+    const store = createS3ObjectStore(s3ConfigFor(s3), silentLogger, { beforeVerify: tamper(randomBytes(200_000)) });
+    try {
+      const key = `${base}/tampered/f`;
+      const err = await rejectsWithCode(store.putFile(key, path), 'S3_VERIFY_FAILED');
+      assert.equal(err.permanent, false);
+      assert.match(err.message, /sha256/);
+      assert.equal(await store.head(key), null, 'the bad object was deleted');
+      // Same for the manifest path.
+      await rejectsWithCode(store.putBytes(`${base}/tampered/m.json`, randomBytes(200_000)), 'S3_VERIFY_FAILED');
+      assert.equal(await store.head(`${base}/tampered/m.json`), null);
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('a size mismatch is detected, in both verify modes', async () => {
+    const path = join(dir, 'short.bin');
+    await writeRandomFile(path, 100_000);
+    for (const verify of ['download', 'head'] as const) {
+      const store = createS3ObjectStore(s3ConfigFor(s3, { verify }), silentLogger, { beforeVerify: tamper(randomBytes(99_999)) });
+      try {
+        const key = `${base}/short-${verify}/f`;
+        const err = await rejectsWithCode(store.putFile(key, path), 'S3_VERIFY_FAILED');
+        assert.match(err.message, /99999 bytes/);
+        assert.equal(await store.head(key), null);
+      } finally {
+        store.close();
+      }
+    }
+  });
+
+  void test('verify=head catches an object replaced without our sha256 metadata, but trusts matching metadata (its documented weakness)', async () => {
+    const path = join(dir, 'head.bin');
+    const sha256 = await writeRandomFile(path, 100_000);
+    const strangers = createS3ObjectStore(s3ConfigFor(s3, { verify: 'head' }), silentLogger, { beforeVerify: tamper(randomBytes(100_000)) });
+    const forgers = createS3ObjectStore(s3ConfigFor(s3, { verify: 'head' }), silentLogger, { beforeVerify: tamper(randomBytes(100_000), sha256) });
+    const downloader = createS3ObjectStore(s3ConfigFor(s3, { verify: 'download' }), silentLogger, { beforeVerify: tamper(randomBytes(100_000), sha256) });
+    try {
+      await rejectsWithCode(strangers.putFile(`${base}/head/a`, path), 'S3_VERIFY_FAILED');
+      const forged = await forgers.putFile(`${base}/head/b`, path);
+      assert.equal(forged.sha256, sha256, 'head mode cannot see through metadata that matches');
+      await rejectsWithCode(downloader.putFile(`${base}/head/c`, path), 'S3_VERIFY_FAILED');
+    } finally {
+      strangers.close();
+      forgers.close();
+      downloader.close();
+    }
+  });
+
+  void test('every object carries its sha256 as user metadata', async () => {
+    const store = createS3ObjectStore(s3ConfigFor(s3));
+    try {
+      const path = join(dir, 'meta.bin');
+      const sha256 = await writeRandomFile(path, 6 * MiB);
+      await store.putFile(`${base}/meta/big`, path);
+      const body = Buffer.from('{}');
+      await store.putBytes(`${base}/meta/small`, body);
+      const big = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${base}/meta/big` }));
+      const small = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${base}/meta/small` }));
+      assert.equal(big.Metadata?.['sha256'], sha256);
+      assert.equal(small.Metadata?.['sha256'], createHash('sha256').update(body).digest('hex'));
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('a wrong expectedSha256 fails the upload and leaves no object', async () => {
+    const store = createS3ObjectStore(s3ConfigFor(s3));
+    try {
+      const path = join(dir, 'wrong-sha.bin');
+      await writeRandomFile(path, 10_000);
+      const key = `${base}/wrong-sha/f`;
+      await rejectsWithCode(store.putFile(key, path, { expectedSha256: '0'.repeat(64) }), 'LOCAL_FILE_CHANGED');
+      assert.equal(await store.head(key), null);
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('an aborted multipart upload leaves no incomplete upload behind', async () => {
+    // fauxqs cannot list multipart uploads, but refuses to delete a bucket that has one:
+    // that refusal is the probe. A control upload proves the probe can see one.
+    const bucket = `abort-${randomUUID().slice(0, 8)}`;
+    await raw.send(new CreateBucketCommand({ Bucket: bucket }));
+    const control = await raw.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'control' }));
+    await assert.rejects(raw.send(new DeleteBucketCommand({ Bucket: bucket })), /not empty/i);
+    await raw.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'control', UploadId: control.UploadId! }));
+
+    const store = createS3ObjectStore(s3ConfigFor(s3, { bucket, queueSize: 1 }));
+    try {
+      const path = join(dir, 'abort-mpu.bin');
+      await writeRandomFile(path, 26 * MiB);
+      const controller = new AbortController();
+      let maxSent = 0;
+      const upload = store.putFile('f', path, {
+        signal: controller.signal,
+        onProgress: (sent) => {
+          maxSent = Math.max(maxSent, sent);
+          if (sent > 0) controller.abort();
+        },
+      });
+      await rejectsWithCode(upload, 'ABORTED');
+      assert.ok(maxSent <= 10 * MiB, `the upload stopped early instead of sending all 26 MiB (sent ${maxSent})`);
+      assert.equal(await store.head('f'), null);
+      await raw.send(new DeleteBucketCommand({ Bucket: bucket }));
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('abortIncompleteUploads returns 0 on a server that cannot list them', async () => {
+    const store = createS3ObjectStore(s3ConfigFor(s3));
+    try {
+      await store.putBytes(`${base}/mpu/x`, Buffer.from('x'));
+      assert.equal(await store.abortIncompleteUploads(`${base}/`, 0), 0);
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('a missing bucket is S3_NO_SUCH_BUCKET (permanent); createBucket creates it', async () => {
+    const bucket = `missing-${randomUUID().slice(0, 8)}`;
+    const store = createS3ObjectStore(s3ConfigFor(s3, { bucket }));
+    const creating = createS3ObjectStore(s3ConfigFor(s3, { bucket, createBucket: true }));
+    try {
+      const err = await rejectsWithCode(store.putBytes('a/b', Buffer.from('x')), 'S3_NO_SUCH_BUCKET');
+      assert.equal(err.permanent, true);
+      assert.match(err.message, /createBucket/);
+      await rejectsWithCode(store.getBytes('a/b'), 'S3_NO_SUCH_BUCKET');
+      await creating.putBytes('a/b', Buffer.from('x'));
+      assert.deepEqual(await store.getBytes('a/b'), Buffer.from('x'));
+      await creating.ensureBucket();
+    } finally {
+      store.close();
+      creating.close();
+    }
+  });
+
+  void test('an endpoint with nothing listening is S3_UNREACHABLE, retryable, and names the endpoint', async () => {
+    const port = await closedPort();
+    const store = createS3ObjectStore(s3ConfigFor({ ...s3, endpoint: `http://127.0.0.1:${port}` }));
+    try {
+      const path = join(dir, 'unreachable.bin');
+      await writeRandomFile(path, 1000);
+      const err = await rejectsWithCode(store.putFile(`${base}/down/f`, path), 'S3_UNREACHABLE');
+      assert.equal(err.permanent, false);
+      assert.ok(err.message.includes(`127.0.0.1:${port}`), err.message);
+      await rejectsWithCode(store.head(`${base}/down/f`), 'S3_UNREACHABLE');
+      await rejectsWithCode(store.deleteMany([`${base}/down/f`]), 'S3_UNREACHABLE');
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('a server that stops is S3_UNREACHABLE', async () => {
+    const other = await startEmbeddedS3();
+    const store = createS3ObjectStore(s3ConfigFor(other));
+    try {
+      await store.putBytes('k/v', Buffer.from('before'));
+      await other.stop();
+      const err = await rejectsWithCode(store.getBytes('k/v'), 'S3_UNREACHABLE');
+      assert.equal(err.permanent, false);
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('secrets appear neither in the store nor in its errors', async () => {
+    const accessKeyId = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
+    const secretAccessKey = randomBytes(20).toString('base64');
+    const sessionToken = `tok-${randomBytes(16).toString('hex')}`;
+    const port = await closedPort();
+    const config = s3ConfigFor(
+      { ...s3, endpoint: `http://127.0.0.1:${port}` },
+      { accessKeyId: new Secret(accessKeyId, 'env A'), secretAccessKey: new Secret(secretAccessKey, 'env B'), sessionToken: new Secret(sessionToken, 'env C') },
+    );
+    const store = createS3ObjectStore(config);
+    try {
+      const leaks = (text: string) => [accessKeyId, secretAccessKey, sessionToken].filter((s) => text.includes(s));
+      assert.deepEqual(leaks(JSON.stringify(store)), []);
+      assert.deepEqual(leaks(inspect(store, { depth: Infinity, showHidden: true })), []);
+      assert.deepEqual(leaks(JSON.stringify(config)), []);
+      const err = await rejectsWithCode(store.putBytes(`${base}/secret/x`, Buffer.from('x')), 'S3_UNREACHABLE');
+      assert.deepEqual(leaks(err.message), []);
+      assert.deepEqual(leaks(inspect(err, { depth: Infinity })), []);
+      assert.deepEqual(leaks(JSON.stringify(err.details)), []);
+      // And an SDK message that quotes a credential (as some servers do) is scrubbed.
+      const mapped = s3ErrorToBackupError(new Error(`bad key ${secretAccessKey} for ${accessKeyId}`), {
+        operation: 'upload',
+        bucket: 'b',
+        endpoint: 'http://x',
+        secrets: [accessKeyId, secretAccessKey],
+      });
+      assert.deepEqual(leaks(mapped.message), []);
+    } finally {
+      store.close();
+    }
+  });
+
+  void test('SDK errors map to stable codes', () => {
+    const ctx = { operation: 'upload', bucket: 'backups', key: 'vcsa/a/f', endpoint: 'https://s3.example' };
+    const sdk = (name: string, status: number) =>
+      new S3ServiceException({ name, $fault: status >= 500 ? 'server' : 'client', $metadata: { httpStatusCode: status }, message: `${name} happened` });
+    for (const name of ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied']) {
+      const e = s3ErrorToBackupError(sdk(name, 403), ctx);
+      assert.equal(e.code, 'S3_AUTH');
+      assert.equal(e.permanent, true);
+      assert.match(e.message, /credentials/);
+      assert.match(e.message, /IAM policy/);
+    }
+    assert.equal(s3ErrorToBackupError(sdk('Forbidden', 403), ctx).code, 'S3_AUTH');
+    const noBucket = s3ErrorToBackupError(sdk('NoSuchBucket', 404), ctx);
+    assert.deepEqual([noBucket.code, noBucket.permanent], ['S3_NO_SUCH_BUCKET', true]);
+    assert.equal(s3ErrorToBackupError(sdk('NoSuchKey', 404), ctx).code, 'OBJECT_NOT_FOUND');
+    const slow = s3ErrorToBackupError(sdk('SlowDown', 503), ctx);
+    assert.deepEqual([slow.code, slow.permanent], ['S3_ERROR', false]);
+    const refused = s3ErrorToBackupError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), ctx);
+    assert.deepEqual([refused.code, refused.permanent], ['S3_UNREACHABLE', false]);
+    assert.match(refused.message, /https:\/\/s3\.example/);
+    const timeout = s3ErrorToBackupError(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }), ctx);
+    assert.equal(timeout.code, 'S3_UNREACHABLE');
+    assert.equal(s3ErrorToBackupError(sdk('PermanentRedirect', 301), ctx).permanent, true);
+  });
+
+  void test('part size grows so that a file stays within 10,000 parts', () => {
+    assert.equal(partSizeFor(12 * MiB, 5), 5 * MiB);
+    assert.equal(partSizeFor(10 * MiB, 16), 16 * MiB);
+    const huge = 500 * 1024 * MiB;
+    const part = partSizeFor(huge, 16);
+    assert.ok(Math.ceil(huge / part) <= 10_000);
+    assert.equal(part % MiB, 0);
+    assert.ok(Math.ceil(partSizeFor(5 * 1024 * 1024 * MiB, 5) * 10_000) >= 5 * 1024 * 1024 * MiB);
+  });
+
+  void test('a streamed download matches what was uploaded when using SDK default checksums on a multipart object', async () => {
+    const store: S3ObjectStore = createS3ObjectStore(s3ConfigFor(s3, { checksums: 'when-supported', queueSize: 4 }));
+    try {
+      const path = join(dir, 'default-checksums.bin');
+      const sha256 = await writeRandomFile(path, 11 * MiB);
+      await store.putFile(`${base}/crc/f`, path);
+      assert.deepEqual(await sha256OfStream(await store.get(`${base}/crc/f`)), { sha256, bytes: 11 * MiB });
+    } finally {
+      store.close();
+    }
+  });
+});
