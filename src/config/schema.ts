@@ -122,7 +122,7 @@ export const configSchema = z.strictObject({
     checksums: z.enum(['when-required', 'when-supported']).optional(),
     partSizeMiB: z.number().int().min(5).max(5120).default(16),
     queueSize: z.number().int().min(1).max(32).default(4),
-    /** "download" re-reads each object and compares sha256; "head" compares size and the server's checksum. */
+    /** "download" re-reads each object and compares sha256; "head" compares size and the sha256 we stored in the object's metadata (weaker: that metadata is what we sent, not a hash of the stored bytes). */
     verify: z.enum(['download', 'head']).default('download'),
     createBucket: z.boolean().default(false),
     storageClass: z.string().optional(),

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
@@ -367,7 +367,12 @@ class S3Store implements S3ObjectStore {
     assertObjectKey(key);
     try {
       const res = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), options.signal === undefined ? {} : { abortSignal: options.signal });
-      return res.Body as Readable;
+      const body = res.Body as Readable;
+      // A connection lost mid-download should reach the reader as a coded error, not a bare ECONNRESET.
+      const out = new PassThrough();
+      body.on('error', (err) => out.destroy(options.signal?.aborted ? new AbortedError(`download of ${key}`, options.signal.reason) : this.#fail(err, 'download', key)));
+      out.on('close', () => body.destroy());
+      return body.pipe(out);
     } catch (err) {
       if (options.signal?.aborted) throw new AbortedError(`download of ${key}`, options.signal.reason);
       throw this.#fail(err, 'download', key);
