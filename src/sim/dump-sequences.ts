@@ -9,8 +9,8 @@ import { defaultPgBin } from './postgres.ts';
  */
 
 /** Rows of `COPY public.<table> (...) FROM stdin;` in a plain-SQL dump. */
-function copyRows(sql: string, table: string): string[][] {
-  const lines = sql.split('\n');
+function copyRows(sql: string | Buffer, table: string): string[][] {
+  const lines = (typeof sql === 'string' ? sql : sql.toString('utf8')).split('\n');
   const start = lines.findIndex((l) => l.startsWith(`COPY public.${table} `) && l.endsWith('FROM stdin;'));
   if (start < 0) throw new BackupError('SIM_DUMP_UNEXPECTED', `the dump has no data for table ${table}; is it a dump of a simulated appliance?`);
   const rows: string[][] = [];
@@ -22,12 +22,12 @@ function copyRows(sql: string, table: string): string[][] {
 }
 
 /** The highest vpx_event.seq in a plain-SQL VCDB dump (0 when the table is empty). */
-export function vcdbSequenceFromSql(sql: string): number {
+export function vcdbSequenceFromSql(sql: string | Buffer): number {
   return copyRows(sql, 'vpx_event').reduce((max, row) => Math.max(max, Number(row[0])), 0);
 }
 
 /** inv_progress.seq in a plain-SQL dump of an inventory database. */
-export function inventorySequenceFromSql(sql: string): number {
+export function inventorySequenceFromSql(sql: string | Buffer): number {
   const row = copyRows(sql, 'inv_progress')[0];
   if (!row || row[1] === undefined) throw new BackupError('SIM_DUMP_UNEXPECTED', 'the inventory dump has no inv_progress row');
   return Number(row[1]);
@@ -55,7 +55,7 @@ export async function inventorySequenceFromArchive(archive: Buffer, pgBin = defa
 /** Both sequences of a VCDB dump (plain SQL) and an inventory dump (custom archive). */
 export async function dumpPairSequences(vcdbSql: string | Buffer, inventoryArchive: Buffer, pgBin = defaultPgBin): Promise<{ vcdb: number; inventory: number }> {
   return {
-    vcdb: vcdbSequenceFromSql(typeof vcdbSql === 'string' ? vcdbSql : vcdbSql.toString('utf8')),
+    vcdb: vcdbSequenceFromSql(vcdbSql),
     inventory: await inventorySequenceFromArchive(inventoryArchive, pgBin),
   };
 }
