@@ -13,7 +13,7 @@ export function bash(command: string): Promise<BashResult> {
   return new Promise((resolve, reject) => {
     execFile('/bin/bash', ['-c', command], { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number') {
-        reject(err);
+        reject(new Error(`cannot run bash: ${err.message}`, { cause: err }));
         return;
       }
       resolve({ exitCode: err ? Number(err.code) : 0, stdout, stderr: stderr.toString('utf8') });
