@@ -169,6 +169,23 @@ export const configSchema = z.strictObject({
       afterBackup: z.boolean().default(false),
       /** A PostgreSQL server for scratch restores: postgres://user@host:port/db */
       scratchUrl: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres'),
+      /** Directory of psql and pg_restore for scratch restores; default /usr/lib/postgresql/15/bin if present, else $PATH. */
+      pgBin: z.string().min(1).optional(),
+      /** Consistency checks of a backup's databases; those for a profile replace its built-in ones (docs/restore.md). */
+      checks: z
+        .array(
+          z.strictObject({
+            profile: z.string().min(1),
+            name: z.string().min(1),
+            description: z.string().optional(),
+            /** dump name → SQL returning one value */
+            sql: z.record(z.string(), z.string().min(1)),
+            /** dump name → tables ("schema.table") that must exist, else the check is skipped */
+            requires: z.record(z.string(), z.array(z.string().min(1))).optional(),
+            compare: z.literal('equal').default('equal'),
+          }),
+        )
+        .optional(),
     })
     .prefault({}),
   targets: z.array(targetSchema).min(1, 'list at least one appliance under targets'),

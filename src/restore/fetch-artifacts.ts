@@ -1,0 +1,81 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { HashingStream } from '../backup/hashing.ts';
+import type { Manifest, ManifestArtifact } from '../backup/manifest.ts';
+import { BackupError, errorMessage } from '../errors.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+
+export interface FetchedArtifact {
+  readonly artifact: ManifestArtifact;
+  /** The dump, decompressed, on local disk. */
+  readonly path: string;
+  readonly rawBytes: number;
+}
+
+export interface FetchProgress {
+  readonly artifact: string;
+  readonly bytes: number;
+  readonly totalBytes: number;
+}
+
+/**
+ * Downloads every artifact of a backup into `dir`, checks each object's size and sha256 against
+ * the manifest, then decompresses it and checks the dump's own size and sha256. Everything is
+ * checked before the caller touches an appliance: a corrupted object fails here, with nothing
+ * stopped (RESTORE_CHECKSUM_MISMATCH).
+ */
+export async function fetchArtifacts(
+  store: ObjectStore,
+  manifest: Manifest,
+  dir: string,
+  options: { signal?: AbortSignal; onProgress?: (p: FetchProgress) => void } = {},
+): Promise<FetchedArtifact[]> {
+  const fetched: FetchedArtifact[] = [];
+  for (const artifact of manifest.artifacts) {
+    if (artifact.encryption) {
+      throw new BackupError('RESTORE_UNSUPPORTED', `${artifact.key} is encrypted (${artifact.encryption.algorithm}); this version cannot decrypt it`, { permanent: true });
+    }
+    const gzPath = join(dir, artifact.file);
+    const hasher = new HashingStream();
+    if (options.onProgress) {
+      const report = options.onProgress;
+      hasher.on('data', () => report({ artifact: artifact.name, bytes: hasher.bytes, totalBytes: artifact.bytes }));
+    }
+    const body = await store.get(artifact.key, options.signal ? { signal: options.signal } : {});
+    await pipeline(body, hasher, createWriteStream(gzPath, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
+    const sha256 = hasher.digest();
+    if (hasher.bytes !== artifact.bytes || sha256 !== artifact.sha256) {
+      throw new BackupError(
+        'RESTORE_CHECKSUM_MISMATCH',
+        `${artifact.key} does not match its manifest (stored ${hasher.bytes} bytes, sha256 ${sha256.slice(0, 16)}…; manifest says ${artifact.bytes} bytes, sha256 ${artifact.sha256.slice(0, 16)}…). ` +
+          'The object is damaged: restore another backup (vcsa-backup list). Nothing on the appliance was touched.',
+        { permanent: true, details: { key: artifact.key, bytes: hasher.bytes, sha256, expectedBytes: artifact.bytes, expectedSha256: artifact.sha256 } },
+      );
+    }
+
+    const rawName = artifact.file.endsWith('.gz') ? artifact.file.slice(0, -3) : `${artifact.file}.raw`;
+    const rawPath = join(dir, rawName);
+    const rawHasher = new HashingStream();
+    try {
+      await pipeline(createReadStream(gzPath), createGunzip(), rawHasher, createWriteStream(rawPath, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      throw new BackupError('RESTORE_CHECKSUM_MISMATCH', `${artifact.key} matches its manifest but does not decompress (${errorMessage(err)}); restore another backup`, { permanent: true, cause: err });
+    }
+    // Only the dump is needed from here on; halve the disk a large restore needs.
+    await rm(gzPath, { force: true });
+    const rawSha = rawHasher.digest();
+    if ((artifact.rawBytes !== undefined && rawHasher.bytes !== artifact.rawBytes) || (artifact.rawSha256 !== undefined && rawSha !== artifact.rawSha256)) {
+      throw new BackupError(
+        'RESTORE_CHECKSUM_MISMATCH',
+        `${artifact.key} decompresses to ${rawHasher.bytes} bytes with sha256 ${rawSha.slice(0, 16)}…, but the dump was ${artifact.rawBytes} bytes with sha256 ${artifact.rawSha256.slice(0, 16)}…; restore another backup`,
+        { permanent: true },
+      );
+    }
+    fetched.push({ artifact, path: rawPath, rawBytes: rawHasher.bytes });
+  }
+  return fetched;
+}

@@ -1,0 +1,182 @@
+import type { Redis } from 'ioredis';
+import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
+import type { Config } from '../config/load.ts';
+import { BackupError, errorCode, errorMessage } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { FleetState } from '../state/fleet-state.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { checksFor, runChecks, type CheckResult, type ConsistencyCheck } from './consistency.ts';
+import { fetchArtifacts, type FetchedArtifact } from './fetch-artifacts.ts';
+import { createScratchDatabase, defaultPgBinDir, loadCustomArchive, loadPlainSql, parseScratchUrl, tableStats, type ScratchDatabase, type TableStats } from './scratch-db.ts';
+import { createWorkDir } from './work-dir.ts';
+
+export interface VerifyInput {
+  readonly config: Config;
+  /** Target whose backup is verified. Only its name is needed: verify never touches the appliance. */
+  readonly target: string;
+  /** A backup id, 'latest' (default), or an entry already found. */
+  readonly backup?: string | CatalogEntry;
+  readonly store: ObjectStore;
+  readonly logger: Logger;
+  /** When given, the result is recorded as `lastVerify` in the target's fleet state hash. */
+  readonly redis?: Redis;
+  readonly signal?: AbortSignal;
+  /** Where dumps are downloaded; default config.spool.dir. */
+  readonly workRoot?: string;
+  /** Keep the scratch databases (for a look by hand); default false. */
+  readonly keepDatabases?: boolean;
+}
+
+export interface VerifiedDatabase {
+  readonly name: string;
+  readonly format: 'plain-sql' | 'pg-custom';
+  readonly rawBytes: number;
+  readonly loaded: boolean;
+  readonly loadMs: number;
+  /** Scratch database it was loaded into (dropped afterwards unless kept). */
+  readonly scratchDatabase: string | null;
+  readonly tables: TableStats[];
+  readonly rows: number;
+  readonly bytes: number;
+  readonly error: string | null;
+}
+
+export interface VerifyReport {
+  readonly target: string;
+  readonly id: string;
+  readonly manifestKey: string;
+  readonly profile: string;
+  /** When this verification ran. */
+  readonly at: string;
+  readonly ok: boolean;
+  /** One line: what passed, or the first problems. */
+  readonly message: string;
+  readonly checksums: 'ok' | 'mismatch' | 'not checked';
+  readonly databases: VerifiedDatabase[];
+  readonly checks: CheckResult[];
+  readonly problems: string[];
+  readonly ms: number;
+}
+
+/**
+ * A restore drill that never touches an appliance: download the backup, check every object
+ * against the manifest, load each dump into a fresh scratch database, count rows, run the
+ * profile's consistency checks, drop the scratch databases. Problems with the backup make a
+ * report with ok: false (and exit 1 in the CLI); a backup id that does not exist throws
+ * BACKUP_NOT_FOUND. The worker calls this after a backup when verify.afterBackup is set.
+ *
+ * The result is stored in Redis as field `lastVerify` of `<prefix>:target:<name>`:
+ * {"id", "at", "ok", "message"} — `status` and the dashboard read it from there.
+ */
+export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
+  const { config, target, store, signal } = input;
+  const started = Date.now();
+  const entry = typeof input.backup === 'object' ? input.backup : await findBackup(store, config.s3.prefix, target, input.backup ?? 'latest', { logger: input.logger });
+  const logger = input.logger.child({ target, backupId: entry.id, purpose: 'verify' });
+  const server = parseScratchUrl(config.verify.scratchUrl, config.verify.pgBin ?? defaultPgBinDir());
+  const problems: string[] = [];
+  const databases: VerifiedDatabase[] = [];
+  let checks: CheckResult[] = [];
+  let checksums: VerifyReport['checksums'] = 'not checked';
+
+  const work = await createWorkDir(input.workRoot ?? config.spool.dir, 'verify');
+  const scratch: ScratchDatabase[] = [];
+  try {
+    let fetched: FetchedArtifact[] = [];
+    try {
+      fetched = await fetchArtifacts(store, entry.manifest, work.dir, signal ? { signal } : {});
+      checksums = 'ok';
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      checksums = errorCode(err) === 'RESTORE_CHECKSUM_MISMATCH' ? 'mismatch' : 'not checked';
+      problems.push(errorMessage(err));
+    }
+
+    const loaded = new Map<string, string>();
+    for (const file of fetched) {
+      const a = file.artifact;
+      const loadStarted = Date.now();
+      let db: ScratchDatabase | null = null;
+      try {
+        db = await createScratchDatabase(server, a.name);
+        scratch.push(db);
+        if (a.format === 'pg-custom') await loadCustomArchive(server, db.name, file.path, signal);
+        else await loadPlainSql(server, db.name, file.path, signal);
+        const tables = await tableStats(server, db.name, signal);
+        loaded.set(a.name, db.name);
+        databases.push({
+          name: a.name,
+          format: a.format,
+          rawBytes: file.rawBytes,
+          loaded: true,
+          loadMs: Date.now() - loadStarted,
+          scratchDatabase: db.name,
+          tables,
+          rows: tables.reduce((s, t) => s + t.rows, 0),
+          bytes: tables.reduce((s, t) => s + t.bytes, 0),
+          error: null,
+        });
+        if (tables.length === 0) problems.push(`${a.name}: loaded, but contains no tables`);
+        logger.info({ artifact: a.name, tables: tables.length, ms: Date.now() - loadStarted }, 'dump loads into a scratch database');
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        if (errorCode(err) === 'VERIFY_SCRATCH_UNAVAILABLE' || errorCode(err) === 'VERIFY_PG_CLIENT') throw err;
+        const message = errorMessage(err);
+        problems.push(`${a.name}: does not load: ${message}`);
+        databases.push({ name: a.name, format: a.format, rawBytes: file.rawBytes, loaded: false, loadMs: Date.now() - loadStarted, scratchDatabase: db?.name ?? null, tables: [], rows: 0, bytes: 0, error: message });
+      }
+    }
+
+    if (fetched.length > 0 && loaded.size === fetched.length) {
+      const configured = config.verify.checks as readonly (ConsistencyCheck & { profile: string })[] | undefined;
+      checks = await runChecks(server, checksFor(entry.manifest.profile, configured), loaded);
+      for (const c of checks) if (c.status === 'fail') problems.push(`${c.name}: ${c.message}`);
+    }
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    // The drill could not run (scratch server unreachable, client missing): that is a failed
+    // verification too, recorded as such, but the error says it is not the backup's fault.
+    problems.push(errorMessage(err));
+  } finally {
+    if (!input.keepDatabases) {
+      for (const db of scratch) {
+        await db.drop().catch((err: unknown) => logger.warn({ err, database: db.name }, 'could not drop a scratch database; drop it by hand'));
+      }
+    }
+    await work.remove();
+  }
+
+  const ok = problems.length === 0;
+  const applied = checks.filter((c) => c.status !== 'skipped');
+  const message = ok
+    ? `${databases.length} database(s) load (${databases.map((d) => `${d.name}: ${d.tables.length} tables, ${d.rows} rows`).join('; ')}); ` +
+      (applied.length > 0 ? `${applied.length} consistency check(s) pass` : `no consistency checks apply to profile ${entry.manifest.profile}`)
+    : problems.join('; ');
+  const report: VerifyReport = {
+    target,
+    id: entry.id,
+    manifestKey: entry.manifestKey,
+    profile: entry.manifest.profile,
+    at: new Date().toISOString(),
+    ok,
+    message,
+    checksums,
+    databases: input.keepDatabases ? databases : databases.map((d) => ({ ...d, scratchDatabase: null })),
+    checks,
+    problems,
+    ms: Date.now() - started,
+  };
+  if (ok) logger.info({ ms: report.ms }, `backup verified: ${message}`);
+  else logger.error({ problems }, 'backup verification failed');
+  if (input.redis) {
+    await new FleetState(input.redis, config.redis.prefix)
+      .recordVerify(target, { id: entry.id, at: report.at, ok, message: message.slice(0, 2000) })
+      .catch((err: unknown) => logger.warn({ err }, 'could not record the verification result in Redis'));
+  }
+  return report;
+}
+
+/** For callers that want an exception: a failed verification as a BackupError. */
+export function assertVerified(report: VerifyReport): void {
+  if (!report.ok) throw new BackupError('VERIFY_FAILED', `backup ${report.target}/${report.id} failed verification: ${report.message}`, { details: { problems: report.problems } });
+}
