@@ -138,3 +138,21 @@ export function servicesLeftStopped(entries: readonly AuditEntry[]): { appliance
 export function allServicesRunningAtEnd(entries: readonly AuditEntry[]): boolean {
   return servicesLeftStopped(entries).length === 0;
 }
+
+/** Invariants 1 and 2 over a whole audit log, for tests and the demo's summary. */
+export interface AuditReport {
+  readonly intervals: readonly QuiesceInterval[];
+  /** Pairs of appliances quiesced at the same time (meaningful when maxConcurrent is 1). */
+  readonly overlaps: readonly QuiesceOverlap[];
+  readonly maxConcurrent: number;
+  readonly leftStopped: readonly { appliance: string; service: string }[];
+  /** At most `allowed` appliances quiesced at once, and every service running at the end. */
+  readonly ok: boolean;
+}
+
+export function auditReport(entries: readonly AuditEntry[], allowed = 1): AuditReport {
+  const intervals = quiesceIntervals(entries);
+  const maxConcurrent = maxConcurrentQuiesced(intervals);
+  const leftStopped = servicesLeftStopped(entries);
+  return { intervals, overlaps: findOverlaps(intervals), maxConcurrent, leftStopped, ok: maxConcurrent <= allowed && leftStopped.length === 0 };
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { BackupError, combineErrors, errorMessage } from '../errors.ts';
@@ -161,4 +161,19 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
     }
     throw err;
   }
+}
+
+/** Reads the sim.json of a running `simulate` (for the demo, drills and acceptance checks). */
+export async function readSimJson(path: string): Promise<SimJson> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new BackupError('SIM_JSON_INVALID', `cannot read ${path}: ${errorMessage(err)}; is \`vcsa-backup simulate\` running with --out pointing there?`, { permanent: true });
+  }
+  const v = value as Partial<SimJson> | null;
+  if (!v || typeof v.audit !== 'string' || !v.s3 || typeof v.s3.endpoint !== 'string' || !Array.isArray(v.appliances)) {
+    throw new BackupError('SIM_JSON_INVALID', `${path}: expected {"audit", "s3", "appliances"} as written by \`vcsa-backup simulate\``, { permanent: true });
+  }
+  return v as SimJson;
 }

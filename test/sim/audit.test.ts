@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   allServicesRunningAtEnd,
+  auditReport,
   findOverlaps,
   maxConcurrentQuiesced,
   parseAudit,
@@ -50,6 +51,11 @@ void describe('audit log analysis', () => {
     const nested = [...backup('vc01', 100, 500), ...backup('vc02', 200, 300), ...backup('vc03', 350, 400)];
     assert.equal(findOverlaps(quiesceIntervals(nested)).length, 2);
     assert.equal(maxConcurrentQuiesced(quiesceIntervals(nested)), 2);
+
+    assert.equal(auditReport(touching).ok, true);
+    assert.equal(auditReport(overlapping).ok, false);
+    assert.equal(auditReport(overlapping, 2).ok, true, 'two at once is fine when maxConcurrent is 2');
+    assert.equal(auditReport(nested, 2).overlaps.length, 2);
   });
 
   void test('the same appliance quiesced twice is not an overlap; lines are ordered by time, not by file order', () => {

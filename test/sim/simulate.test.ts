@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import { readAudit } from '../../src/sim/audit.ts';
-import type { SimJson } from '../../src/sim/fleet.ts';
+import { readSimJson } from '../../src/sim/fleet.ts';
 import { psql } from '../../src/sim/postgres.ts';
 import { bash, processAlive, readPid, waitFor } from './helpers.ts';
 
@@ -37,7 +37,7 @@ void describe('vcsa-backup simulate', () => {
       const simPath = join(dir, 'sim.json');
       await waitFor('sim.json', () => existsSync(simPath) || run.child.exitCode !== null, 60_000);
       assert.equal(run.child.exitCode, null, `simulate exited early: ${run.stderr()}`);
-      const sim = JSON.parse(await readFile(simPath, 'utf8')) as SimJson;
+      const sim = await readSimJson(simPath);
       assert.deepEqual(sim.appliances.map((a) => a.name), ['vc01', 'vc02']);
       assert.equal(sim.audit, join(dir, 'audit.jsonl'));
       assert.match(sim.s3.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
