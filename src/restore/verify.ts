@@ -33,8 +33,9 @@ export interface VerifiedDatabase {
   readonly rawBytes: number;
   readonly loaded: boolean;
   readonly loadMs: number;
-  /** Scratch database it was loaded into (dropped afterwards unless kept). */
+  /** Scratch database it was loaded into (dropped afterwards unless keepDatabases). */
   readonly scratchDatabase: string | null;
+  readonly dropped: boolean;
   readonly tables: TableStats[];
   readonly rows: number;
   readonly bytes: number;
@@ -81,6 +82,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
 
   const work = await createWorkDir(input.workRoot ?? config.spool.dir, 'verify');
   const scratch: ScratchDatabase[] = [];
+  const dropped = new Set<string>();
   try {
     let fetched: FetchedArtifact[] = [];
     try {
@@ -111,6 +113,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
           loaded: true,
           loadMs: Date.now() - loadStarted,
           scratchDatabase: db.name,
+          dropped: false,
           tables,
           rows: tables.reduce((s, t) => s + t.rows, 0),
           bytes: tables.reduce((s, t) => s + t.bytes, 0),
@@ -123,7 +126,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
         if (errorCode(err) === 'VERIFY_SCRATCH_UNAVAILABLE' || errorCode(err) === 'VERIFY_PG_CLIENT') throw err;
         const message = errorMessage(err);
         problems.push(`${a.name}: does not load: ${message}`);
-        databases.push({ name: a.name, format: a.format, rawBytes: file.rawBytes, loaded: false, loadMs: Date.now() - loadStarted, scratchDatabase: db?.name ?? null, tables: [], rows: 0, bytes: 0, error: message });
+        databases.push({ name: a.name, format: a.format, rawBytes: file.rawBytes, loaded: false, loadMs: Date.now() - loadStarted, scratchDatabase: db?.name ?? null, dropped: false, tables: [], rows: 0, bytes: 0, error: message });
       }
     }
 
@@ -140,7 +143,10 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
   } finally {
     if (!input.keepDatabases) {
       for (const db of scratch) {
-        await db.drop().catch((err: unknown) => logger.warn({ err, database: db.name }, 'could not drop a scratch database; drop it by hand'));
+        await db.drop().then(
+          () => dropped.add(db.name),
+          (err: unknown) => logger.warn({ err, database: db.name }, 'could not drop a scratch database; drop it by hand'),
+        );
       }
     }
     await work.remove();
@@ -161,7 +167,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
     ok,
     message,
     checksums,
-    databases: input.keepDatabases ? databases : databases.map((d) => ({ ...d, scratchDatabase: null })),
+    databases: databases.map((d) => ({ ...d, dropped: d.scratchDatabase !== null && dropped.has(d.scratchDatabase) })),
     checks,
     problems,
     ms: Date.now() - started,
