@@ -15,6 +15,10 @@ export type CommandRegistry = Record<string, () => Promise<{ command: CliCommand
 export const domainCommands: CommandRegistry = {
   backup: () => import('./commands/backup.ts'),
   simulate: () => import('./commands/simulate.ts'),
+  list: () => import('./commands/list.ts'),
+  restore: () => import('./commands/restore.ts'),
+  verify: () => import('./commands/verify.ts'),
+  prune: () => import('./commands/prune.ts'),
 };
 
 const globalOptions: OptionSpec = {

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
 import { parseConfig, type Config, type TargetConfig } from '../../src/config/load.ts';
 import { createExecutor } from '../../src/executors/index.ts';
 import type { Executor } from '../../src/executors/executor.ts';
@@ -26,6 +27,8 @@ export interface Fixture {
   readonly prefix: string;
   readonly appliances: Map<string, SimAppliance>;
   config(overrides?: Record<string, unknown>): Config;
+  /** The same config as fleet.yaml text, for the CLI. */
+  yaml(overrides?: Record<string, unknown>): string;
   target(config: Config, name: string): TargetConfig;
   executor(target: TargetConfig): Executor;
   backup(name: string, overrides?: Record<string, unknown>): Promise<BackupOutcome>;
@@ -53,15 +56,15 @@ export async function createFixture(applianceNames: readonly string[]): Promise<
     throw err;
   }
 
-  const config = (overrides: Record<string, unknown> = {}): Config =>
-    parseConfig({
+  const raw = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
       redis: { url: 'redis://127.0.0.1:6379', prefix },
       s3: { bucket: s3.bucket, prefix: 'vcsa', endpoint: s3.endpoint, forcePathStyle: true, checksums: 'when-required', partSizeMiB: 5, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       spool: { dir: join(dir, 'spool'), minFreeMiB: 0 },
       quiesce: { leaseSeconds: 30, waitSeconds: 30 },
       targets: [...appliances.entries()].map(([name, sim]) => ({ name, profile: 'vcsa-5.5', executor: { type: 'local' }, variables: { ...sim.variables } })),
       ...overrides,
-    }, { env: {} });
+    });
+  const config = (overrides: Record<string, unknown> = {}): Config => parseConfig(raw(overrides), { env: {} });
   const target = (cfg: Config, name: string): TargetConfig => {
     const t = cfg.targets.find((x) => x.name === name);
     if (!t) throw new Error(`no target ${name}`);
@@ -81,6 +84,7 @@ export async function createFixture(applianceNames: readonly string[]): Promise<
     prefix,
     appliances,
     config,
+    yaml: (overrides = {}) => stringify(raw(overrides)),
     target,
     executor,
     async backup(name, overrides = {}) {
