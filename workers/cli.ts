@@ -6,6 +6,7 @@ const queueCommands: CommandRegistry = {
   schedule: () => import('./commands/schedule.ts'),
   run: () => import('./commands/run.ts'),
   status: () => import('./commands/status.ts'),
+  demo: () => import('./commands/demo.ts'),
 };
 
 export function main(argv: readonly string[]): Promise<number> {

@@ -99,7 +99,7 @@ export async function waitForJobs(
   options: { signal?: AbortSignal; pollMs?: number; onProgress?: (target: string, progress: unknown, state: string) => void } = {},
 ): Promise<JobOutcome[]> {
   const queue = new Queue<BackupJobData, BackupJobResult>(backupQueueName, queueOptions(config, connection));
-  const events = new QueueEvents(backupQueueName, { ...queueOptions(config, connection.duplicate()) });
+  const events = new QueueEvents(backupQueueName, queueOptions(config, connection.duplicate({ maxRetriesPerRequest: null })));
   const pending = new Map(jobs.map((j) => [j.jobId, j]));
   const outcomes: JobOutcome[] = [];
   try {
