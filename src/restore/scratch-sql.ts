@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 /**
  * Adapts a plain-SQL dump taken with `pg_dump -c` for loading into an EMPTY scratch database:
@@ -10,12 +11,14 @@ import { Transform, type TransformCallback } from 'node:stream';
  * COPY data blocks pass through untouched, whatever their lines look like.
  */
 export class ScratchSqlFilter extends Transform {
+  // A chunk may end inside a multi-byte character: decode across chunk boundaries.
+  readonly #decoder = new StringDecoder('utf8');
   #pending = '';
   #inCopy = false;
   #inCleanSection = true;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const text = this.#pending + chunk.toString('utf8');
+    const text = this.#pending + this.#decoder.write(chunk);
     const lastNewline = text.lastIndexOf('\n');
     if (lastNewline < 0) {
       this.#pending = text;
@@ -27,7 +30,8 @@ export class ScratchSqlFilter extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    callback(null, this.#pending ? this.#filter(this.#pending) : '');
+    const rest = this.#pending + this.#decoder.end();
+    callback(null, rest ? this.#filter(rest) : '');
   }
 
   #filter(block: string): string {
