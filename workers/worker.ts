@@ -40,7 +40,7 @@ export function decodeFailure(reason: string | undefined): { code: string; messa
  * A worker process: consumes backup jobs and scheduler triggers, and runs the watchdog. Thin:
  * the work is `processBackupJob` in src/fleet; this file adapts BullMQ to it.
  */
-export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
+export function startWorker(deps: WorkerDeps): RunningWorker {
   const { config, logger } = deps;
   const connection = workerConnection(config.redis.url);
   connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting'));

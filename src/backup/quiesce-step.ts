@@ -50,6 +50,7 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
 
     const artifacts: SpoolArtifact[] = [];
     let failure: unknown;
+    let failed = false;
     try {
       for (const dump of profile.dumps) {
         await guard.assertHeld('dump');
@@ -66,6 +67,7 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
       }
     } catch (err) {
       failure = err;
+      failed = true;
     } finally {
       if (startServices) {
         emit({ target: target.name, step: 'start' });
@@ -73,12 +75,13 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
         try {
           await startServices();
         } catch (startErr) {
-          failure = failure === undefined ? startErr : combineErrors(failure, [startErr]);
+          failure = failed ? combineErrors(failure, [startErr]) : startErr;
+          failed = true;
         }
         timings['startMs'] = Date.now() - startAt;
       }
     }
-    if (failure !== undefined) throw failure;
+    if (failed) throw failure;
     const servicesBackAt = new Date();
     timings['dumpMs'] = artifacts.reduce((sum, a) => sum + a.dumpMs, 0);
 

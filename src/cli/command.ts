@@ -19,9 +19,9 @@ export interface CliContext {
   /** Aborted on the first SIGINT/SIGTERM. A second signal exits at once. */
   readonly signal: AbortSignal;
   /** Writes to stdout (the JSON document or human output). */
-  out(text: string): void;
+  readonly out: (text: string) => void;
   /** Human progress and messages, on stderr. */
-  say(text: string): void;
+  readonly say: (text: string) => void;
   /** True when stderr is a terminal (live progress lines). */
   readonly tty: boolean;
 }

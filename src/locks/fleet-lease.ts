@@ -185,14 +185,13 @@ export class FleetLease {
   async #waitForRelease(ms: number, signal?: AbortSignal): Promise<void> {
     const sub = this.#redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: 1 });
     await new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
       const done = (): void => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         sub.disconnect();
         resolve();
       };
-      timer = setTimeout(done, ms);
+      const timer = setTimeout(done, ms);
       signal?.addEventListener('abort', done, { once: true });
       sub.on('message', done);
       sub.on('error', () => undefined);

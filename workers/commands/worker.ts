@@ -15,7 +15,7 @@ export const command: CliCommand = {
   async run(ctx) {
     const config = ctx.config();
     const store = createS3ObjectStore(config.s3, ctx.logger);
-    const worker = await startWorker({
+    const worker = startWorker({
       config,
       logger: ctx.logger,
       store,

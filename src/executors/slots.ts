@@ -1,0 +1,31 @@
+/** A counting semaphore: at most `limit` holders at once, the rest wait in order. */
+export class Slots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#free = Math.max(1, limit);
+  }
+
+  /** Resolves with the function that gives the slot back (call it exactly once). */
+  acquire(): Promise<() => void> {
+    return new Promise((resolve) => {
+      const grant = (): void => {
+        let released = false;
+        resolve(() => {
+          if (released) return;
+          released = true;
+          const next = this.#waiting.shift();
+          if (next) next();
+          else this.#free++;
+        });
+      };
+      if (this.#free > 0) {
+        this.#free--;
+        grant();
+      } else {
+        this.#waiting.push(grant);
+      }
+    });
+  }
+}
