@@ -4,6 +4,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { silentLogger } from '../../src/log.ts';
 import { verifyBackup } from '../../src/restore/verify.ts';
+import { afterBackup } from '../../src/retention/after-backup.ts';
+import { listBackups } from '../../src/catalog/catalog.ts';
 import { readAudit } from '../../src/sim/audit.ts';
 import { targetStateKey } from '../../src/state/fleet-state.ts';
 import { rawS3Client } from '../support/s3.ts';
@@ -105,5 +107,26 @@ void describe('verify: a restore drill into scratch databases', () => {
     const report = await verifyBackup({ config, target: 'vc1', backup: outcome.manifest.id, store: fx.store, logger: silentLogger });
     assert.equal(report.ok, true, report.message);
     assert.deepEqual(report.checks.map((c) => [c.name, c.status]), [['entities-present', 'pass'], ['real-vcenter-only', 'skipped']]);
+  });
+
+  void test('after a backup: the drill runs, then retention; a backup that fails its drill prunes nothing', async () => {
+    const config = fx.config({ verify: { afterBackup: true }, retention: { keepLast: 1 } });
+    const count = async (): Promise<number> => (await listBackups(fx.store, 'vcsa', 'vc1')).length;
+    let bad;
+    for (let i = 0; i < 3; i++) {
+      const outcome = await fx.backup('vc1', { quiesce: { enabled: false } });
+      bad = await afterBackup({ config, target: 'vc1', id: outcome.manifest.id, store: fx.store, logger: silentLogger });
+      if (bad.verify && !bad.verify.ok) break;
+    }
+    assert.equal(bad?.verify?.ok, false);
+    assert.equal(bad?.prune, null);
+    assert.match(bad?.pruneSkipped ?? '', /failed verification/);
+    assert.ok((await count()) > 2);
+
+    const good = await fx.backup('vc1');
+    const after = await afterBackup({ config, target: 'vc1', id: good.manifest.id, store: fx.store, logger: silentLogger });
+    assert.equal(after.verify?.ok, true, after.verify?.message);
+    assert.ok((after.prune?.deleted.length ?? 0) > 1);
+    assert.deepEqual((await listBackups(fx.store, 'vcsa', 'vc1')).map((e) => e.id), [good.manifest.id]);
   });
 });
