@@ -10,3 +10,14 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   echo "test-setup: starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
 fi
+# OpenSSH (the ssh executor's tests run a private sshd), Docker (the docker executor's tests and
+# containerised appliances) and debootstrap (builds the test image: no registry is reachable).
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test-setup: installing ${missing[*]} (apt-get update && apt-get install -y ${missing[*]})"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

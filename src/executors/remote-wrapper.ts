@@ -24,7 +24,7 @@ export function remoteCommand(command: string, options: { watchParent?: boolean 
       `( while kill -0 "$PPID" 2>/dev/null && kill -0 "$$" 2>/dev/null; do sleep 1; done; kill -0 "$$" 2>/dev/null && kill -TERM -- -"$$" ) </dev/null >/dev/null 2>&1 &`,
     );
   }
-  lines.push(`if command -v bash >/dev/null 2>&1; then exec bash -c ${quoted}; else exec sh -c ${quoted}; fi`);
+  lines.push(`if command -v bash >/dev/null 2>&1; then exec bash --norc -c ${quoted}; else exec sh -c ${quoted}; fi`);
   return lines.join('\n');
 }
 

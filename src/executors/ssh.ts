@@ -57,9 +57,11 @@ export class SshExecutor implements Executor {
     let interruptStart: (() => void) | undefined;
     let started: { client: Client; channel: ClientChannel; preamble: PidPreamble } | undefined;
     let killTimer: NodeJS.Timeout | undefined;
+    /** Stops waiting for a channel that a kill could not close. */
+    let giveUp: () => void = () => undefined;
     const stops = new StopConditions(options, () => {
       interruptStart?.();
-      if (started) killTimer = this.#stopRemote(started.client, started.channel, started.preamble);
+      if (started) killTimer = this.#stopRemote(started.client, started.channel, started.preamble, () => giveUp());
     });
     const untilStopped = <T>(promise: Promise<T>): Promise<T> =>
       new Promise<T>((resolve, reject) => {
@@ -87,13 +89,20 @@ export class SshExecutor implements Executor {
       channel.on('exit', (code: number | null, signal?: string) => {
         exit = { code, signal: signal ?? null };
       });
-      const closed = new Promise<void>((resolve) => channel.once('close', () => resolve()));
+      const closed = new Promise<void>((resolve) => {
+        giveUp = resolve;
+        channel.once('close', () => resolve());
+      });
       preamble.onPid = () => {
-        if (stops.reason && started) killTimer = this.#stopRemote(started.client, channel, preamble);
+        if (stops.reason && started) killTimer = this.#stopRemote(started.client, channel, preamble, () => giveUp());
       };
       channel.stderr.on('data', (chunk: Buffer) => preamble.push(chunk));
       const stdout = streamStdout(channel, options);
-      const stdoutDone = stdout.done.catch((err: unknown) => stops.trigger({ kind: 'failure', error: err }));
+      const stdoutDone = stdout.done.catch((err: unknown) => {
+        // The pipe to the failed destination is gone: drain the rest so the channel can close.
+        channel.resume();
+        stops.trigger({ kind: 'failure', error: err });
+      });
       if (options.stdin) {
         const stdin = options.stdin;
         stdin.once('error', (err) => stops.trigger({ kind: 'failure', error: err }));
@@ -321,7 +330,7 @@ export class SshExecutor implements Executor {
   }
 
   /** Kills the command's process group on the appliance: TERM, then KILL, then drop the channel. */
-  #stopRemote(client: Client, channel: ClientChannel, preamble: PidPreamble): NodeJS.Timeout {
+  #stopRemote(client: Client, channel: ClientChannel, preamble: PidPreamble, giveUp: () => void): NodeJS.Timeout {
     const signalGroup = (signal: 'TERM' | 'KILL'): void => {
       const pid = preamble.pid;
       if (pid === undefined) {
@@ -339,7 +348,10 @@ export class SshExecutor implements Executor {
     signalGroup('TERM');
     return setTimeout(() => {
       signalGroup('KILL');
-      setTimeout(() => channel.close(), this.#killGraceMs).unref();
+      setTimeout(() => {
+        channel.close();
+        giveUp();
+      }, this.#killGraceMs).unref();
     }, this.#killGraceMs);
   }
 }
