@@ -7,6 +7,7 @@ const queueCommands: CommandRegistry = {
   run: () => import('./commands/run.ts'),
   status: () => import('./commands/status.ts'),
   demo: () => import('./commands/demo.ts'),
+  dashboard: () => import('./commands/dashboard.ts'),
 };
 
 export function main(argv: readonly string[]): Promise<number> {

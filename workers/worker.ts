@@ -8,6 +8,7 @@ import { spoolHost } from '../src/backup/spool.ts';
 import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult } from '../src/fleet/backup-job.ts';
 import { FleetLease, holderIdentity } from '../src/locks/fleet-lease.ts';
 import { Watchdog } from '../src/locks/watchdog.ts';
+import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
 import { backupJobOptions, backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
 import { workerConnection } from './redis.ts';
@@ -53,6 +54,9 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
     logger,
   });
   const state = new FleetState(connection, config.redis.prefix);
+  // notify.webhook: failure/recovery from each job, stale alerts from a timer (deduplicated in Redis).
+  const notifier = createNotifier(config, connection, logger);
+  const staleChecks = notifier?.startStaleChecks(config.targets.filter((t) => t.enabled).map((t) => t.name), config.notify.checkIntervalSeconds * 1000);
   const shutdown = new AbortController();
   const jobControllers = new Map<string, AbortController>();
   const jobDeps: BackupJobDeps = {
@@ -64,6 +68,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
     makeExecutor: deps.makeExecutor,
     logger,
     ...(deps.afterBackup ? { afterBackup: deps.afterBackup } : {}),
+    ...(notifier ? { notifier } : {}),
   };
 
   const backupWorker = new Worker<BackupJobData, BackupJobResult>(
@@ -135,6 +140,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
         shutdown.abort(new BackupError('ABORTED', 'worker shutting down'));
         await Promise.allSettled([backupWorker.close(), triggerWorker.close()]);
         await watchdog.stop();
+        await staleChecks?.stop();
         await backupQueue.close();
         await connection.quit().catch(() => connection.disconnect());
         logger.info('worker stopped');

@@ -188,6 +188,35 @@ export const configSchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  dashboard: z
+    .strictObject({
+      /** A last good backup older than this is highlighted on the fleet page. */
+      staleHours: seconds.default(26),
+      /** Bearer token required for everything but /healthz (`Authorization: Bearer <token>`). */
+      token: secretRef.optional(),
+      /** Basic auth for everything but /healthz; either this or token, or both. */
+      basicAuth: z.strictObject({ user: z.string().min(1), password: secretRef }).optional(),
+    })
+    .prefault({}),
+  notify: z
+    .strictObject({
+      webhook: z
+        .strictObject({
+          /** A secret reference: webhook URLs (Slack's, for one) carry their credentials in the path. */
+          url: secretRef,
+          /** "json": the event object; "slack": `{ "text": … }` for Slack-compatible incoming webhooks. */
+          format: z.enum(['json', 'slack']).default('json'),
+          timeoutSeconds: seconds.default(5),
+          /** At most one notification per target and kind (failure, recovery, stale) in this window. */
+          minIntervalSeconds: z.number().min(0).default(300),
+        })
+        .optional(),
+      /** Alert when an appliance has had no good backup for this long. */
+      staleHours: seconds.default(26),
+      /** How often workers look for stale appliances (one alert per stale spell, whatever the number of workers). */
+      checkIntervalSeconds: seconds.default(300),
+    })
+    .prefault({}),
   targets: z.array(targetSchema).min(1, 'list at least one appliance under targets'),
 });
 

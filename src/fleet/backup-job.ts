@@ -13,6 +13,7 @@ import { readSpoolRecord, spoolHost, type SpoolRecord } from '../backup/spool.ts
 import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
+import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 
 /** What a queued backup job carries. Never secrets: only names and paths. */
@@ -45,6 +46,8 @@ export interface BackupJobDeps {
   readonly logger: Logger;
   /** Runs after a committed backup (retention, verify); its failures never fail the backup. */
   readonly afterBackup?: (target: TargetConfig, result: UploadResult, logger: Logger) => Promise<void>;
+  /** Told of final failures and of successes (for recovery notices); never fails the backup. */
+  readonly notifier?: BackupNotifier;
 }
 
 export interface BackupJobResult {
@@ -111,6 +114,7 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
       quiesceMs: result.manifest.quiesce?.ms ?? 0,
       durationMs: Date.parse(result.manifest.completedAt) - Date.parse(result.manifest.createdAt),
     });
+    await deps.notifier?.backupSucceeded(target.name, { id: result.manifest.id, at: result.manifest.completedAt }).catch(() => undefined);
     if (deps.afterBackup) {
       await deps.afterBackup(target, result, logger).catch((err: unknown) => logger.error({ err }, 'after-backup task failed; the backup itself is good'));
     }
@@ -125,9 +129,11 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     };
   } catch (err) {
     const final = isPermanent(err) || job.attempt >= job.maxAttempts;
+    const failedAt = new Date().toISOString();
     await state
-      .recordFailure(target.name, { at: new Date().toISOString(), code: errorCode(err), message: errorMessage(err), attempt: job.attempt, final })
+      .recordFailure(target.name, { at: failedAt, code: errorCode(err), message: errorMessage(err), attempt: job.attempt, final })
       .catch((stateErr: unknown) => logger.warn({ err: stateErr }, 'could not record the failure in Redis'));
+    if (final) await deps.notifier?.backupFailed(target.name, { at: failedAt, code: errorCode(err), message: errorMessage(err) }).catch(() => undefined);
     throw err;
   } finally {
     await lock.release().catch((err: unknown) => logger.warn({ err }, 'could not release the target lock; it expires on its own'));

@@ -1,0 +1,48 @@
+/**
+ * What the webhook is told. `kind` is stable (for routing in the receiver); `text` is one line
+ * for humans, which is all a Slack-compatible incoming webhook shows.
+ */
+export type NotificationKind = 'failure' | 'recovery' | 'stale';
+
+export interface Notification {
+  readonly kind: NotificationKind;
+  readonly target: string;
+  /** When it happened (ISO 8601). */
+  readonly at: string;
+  readonly text: string;
+  /** failure: the error code and message of the last attempt. */
+  readonly code?: string;
+  readonly message?: string;
+  /** recovery: the backup that succeeded; stale: the last good one, if any. */
+  readonly backupId?: string;
+  /** stale: when the last good backup completed (absent: never) and the threshold. */
+  readonly lastSuccessAt?: string;
+  readonly staleHours?: number;
+}
+
+export type WebhookFormat = 'json' | 'slack';
+
+export function webhookBody(n: Notification, format: WebhookFormat): string {
+  if (format === 'slack') return JSON.stringify({ text: n.text });
+  return JSON.stringify({ source: 'vcsa-backup', ...n });
+}
+
+export function failureNotification(target: string, failure: { at: string; code: string; message: string }): Notification {
+  return { kind: 'failure', target, at: failure.at, code: failure.code, message: failure.message, text: `:red_circle: vcsa-backup: backup of ${target} FAILED (${failure.code}): ${failure.message}` };
+}
+
+export function recoveryNotification(target: string, success: { id: string; at: string }): Notification {
+  return { kind: 'recovery', target, at: success.at, backupId: success.id, text: `:large_green_circle: vcsa-backup: ${target} recovered: backup ${success.id} succeeded after earlier failures` };
+}
+
+export function staleNotification(target: string, lastSuccess: { id: string; at: string } | null, staleHours: number, now: number): Notification {
+  const since = lastSuccess ? `since ${lastSuccess.at} (${Math.floor((now - Date.parse(lastSuccess.at)) / 3600_000)} h)` : 'ever';
+  return {
+    kind: 'stale',
+    target,
+    at: new Date(now).toISOString(),
+    staleHours,
+    ...(lastSuccess ? { backupId: lastSuccess.id, lastSuccessAt: lastSuccess.at } : {}),
+    text: `:warning: vcsa-backup: no good backup of ${target} ${since}; the threshold is ${staleHours} h`,
+  };
+}
