@@ -32,6 +32,8 @@ export interface CliCommand {
   /** Usage line after `vcsa-backup <name>`. */
   readonly usage: string;
   readonly options: OptionSpec;
+  /** Log level when neither --log-level nor LOG_LEVEL is given (default info). */
+  readonly defaultLogLevel?: string;
   run(ctx: CliContext): Promise<number>;
 }
 

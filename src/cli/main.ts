@@ -68,7 +68,7 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
     process.stdout.write(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
     return exitCodes.ok;
   }
-  const logger = createLogger({ level: typeof values['log-level'] === 'string' ? values['log-level'] : process.env['LOG_LEVEL'] ?? 'info' }).child({ command: command.name });
+  const logger = createLogger({ level: typeof values['log-level'] === 'string' ? values['log-level'] : process.env['LOG_LEVEL'] ?? command.defaultLogLevel ?? 'info' }).child({ command: command.name });
 
   const controller = new AbortController();
   let signals = 0;
