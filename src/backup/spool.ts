@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, statfs, writeFile, rename } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, statfs, writeFile, rename } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BackupError } from '../errors.ts';
@@ -44,8 +44,35 @@ export function spoolDirFor(root: string, target: string, id: string): string {
   return join(root, target, id);
 }
 
+/**
+ * Removes this target's spool directories that never got a spool.json: dumps interrupted by a
+ * crash. Only called under the target lock, so no dump of this target is running on this host.
+ * Complete spools (with spool.json) are left alone: they hold a backup not yet uploaded.
+ */
+export async function removeSpoolDebris(root: string, target: string): Promise<string[]> {
+  const targetDir = join(root, target);
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir(targetDir);
+  } catch {
+    return removed;
+  }
+  for (const entry of entries) {
+    const dir = join(targetDir, entry);
+    try {
+      await access(join(dir, spoolRecordFile));
+    } catch {
+      await rm(dir, { recursive: true, force: true });
+      removed.push(dir);
+    }
+  }
+  return removed;
+}
+
 /** Creates the backup's spool directory after checking there is room. Returns its undo. */
 export async function createSpoolDir(root: string, target: string, id: string, minFreeMiB: number): Promise<{ dir: string; remove: () => Promise<void> }> {
+  await removeSpoolDebris(root, target);
   const dir = spoolDirFor(root, target, id);
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });

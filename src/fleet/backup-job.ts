@@ -74,9 +74,12 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     prefix: config.redis.prefix,
     target: target.name,
     holder: lease.holderId,
-    ttlMs: Math.max(60_000, config.quiesce.leaseSeconds * 2000),
+    // Short enough that a killed worker's lock is gone by the time its job is retried.
+    ttlMs: Math.max(4000, config.quiesce.leaseSeconds * 2000),
     logger,
     purpose: 'backup',
+    waitMs: Math.max(10_000, config.quiesce.leaseSeconds * 4000),
+    signal,
   });
   try {
     let dumpedAgainBecause: string | undefined;

@@ -19,13 +19,23 @@ export function targetLockKey(prefix: string, target: string): string {
   return `${prefix}:lock:target:${target}`;
 }
 
+/**
+ * Takes the lock, waiting up to `waitMs` (default: not at all) for a holder to finish — or for
+ * the lock of a worker that died to expire, which takes at most `ttlMs`.
+ */
 export async function acquireTargetLock(
   redis: Redis,
-  options: { prefix: string; target: string; holder: string; ttlMs: number; logger: Logger; purpose: 'backup' | 'restore' },
+  options: { prefix: string; target: string; holder: string; ttlMs: number; logger: Logger; purpose: 'backup' | 'restore'; waitMs?: number; signal?: AbortSignal },
 ): Promise<TargetLock> {
   const key = targetLockKey(options.prefix, options.target);
   const token = `${options.holder}|${options.purpose}|${randomUUID()}`;
-  const ok = await redis.set(key, token, 'PX', options.ttlMs, 'NX');
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  let ok = await redis.set(key, token, 'PX', options.ttlMs, 'NX');
+  while (ok !== 'OK' && Date.now() < deadline) {
+    options.signal?.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500, Math.max(1, deadline - Date.now()))));
+    ok = await redis.set(key, token, 'PX', options.ttlMs, 'NX');
+  }
   if (ok !== 'OK') {
     const owner = (await redis.get(key)) ?? 'unknown';
     const [holder, purpose] = owner.split('|');
