@@ -99,7 +99,10 @@ export async function waitForJobs(
   options: { signal?: AbortSignal; pollMs?: number; onProgress?: (target: string, progress: unknown, state: string) => void } = {},
 ): Promise<JobOutcome[]> {
   const queue = new Queue<BackupJobData, BackupJobResult>(backupQueueName, queueOptions(config, connection));
-  const events = new QueueEvents(backupQueueName, queueOptions(config, connection.duplicate({ maxRetriesPerRequest: null })));
+  // BullMQ duplicates a caller's client for its blocking reads and leaves the caller's copy
+  // open: this one is ours to close, or the process never exits.
+  const eventsConnection = connection.duplicate({ maxRetriesPerRequest: null });
+  const events = new QueueEvents(backupQueueName, queueOptions(config, eventsConnection));
   const pending = new Map(jobs.map((j) => [j.jobId, j]));
   const outcomes: JobOutcome[] = [];
   try {
@@ -140,6 +143,7 @@ export async function waitForJobs(
     return outcomes;
   } finally {
     await events.close().catch(() => undefined);
+    eventsConnection.disconnect();
     await queue.close();
   }
 }
