@@ -51,7 +51,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   // bull-board and BullMQ queues need a connection that waits for Redis rather than failing.
   const queueRedis = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(n * 200, 2000) });
   queueRedis.on('error', (err) => logger.debug({ err: err.message }, 'dashboard queue connection error'));
-  const queues = [backupQueueName, triggerQueueName].map((name) => new Queue(name, queueOptions(config, queueRedis)));
+  const queues = [backupQueueName, triggerQueueName].map((name) => {
+    const q = new Queue(name, queueOptions(config, queueRedis));
+    q.on('error', (err) => logger.debug({ err: err.message, queue: name }, 'dashboard queue error'));
+    return q;
+  });
   const state = new FleetState(redis, config.redis.prefix);
   const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger });
 
