@@ -21,3 +21,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Starts dockerd if no engine answers and builds the test base image once (about a minute the
+# first time), so that test files running in parallel find both ready.
+node --import tsx test/support/dockerd.ts

@@ -1,5 +1,6 @@
 import type { ExecutorSettings } from '../config/load.ts';
 import type { Logger } from '../log.ts';
+import { DockerExecutor } from './docker.ts';
 import type { Executor } from './executor.ts';
 import { LocalExecutor } from './local.ts';
 import { SshExecutor } from './ssh.ts';
@@ -11,7 +12,7 @@ export function createExecutor(settings: ExecutorSettings, logger: Logger): Exec
       return new LocalExecutor(settings, logger);
     case 'ssh':
       return new SshExecutor(settings, logger);
-    default:
-      throw new Error(`executor type ${settings.type} is not available yet`);
+    case 'docker':
+      return new DockerExecutor(settings, logger);
   }
 }

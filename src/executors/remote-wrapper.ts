@@ -28,9 +28,13 @@ export function remoteCommand(command: string, options: { watchParent?: boolean 
   return lines.join('\n');
 }
 
-/** The shell command that stops a wrapped command by the pid it reported. */
+/**
+ * The shell command that stops a wrapped command by the pid it reported: its process group,
+ * else the process. No `--`: dash's kill does not take it. Group 1 would mean "every process".
+ */
 export function killCommand(pid: number, signal: 'TERM' | 'KILL'): string {
-  return `kill -${signal} -- -${pid} 2>/dev/null || kill -${signal} ${pid} 2>/dev/null; true`;
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`refusing to signal pid ${pid}`);
+  return `kill -${signal} -${pid} 2>/dev/null || kill -${signal} ${pid} 2>/dev/null; true`;
 }
 
 export interface PidPreamble {
