@@ -103,9 +103,10 @@ void describe('dashboard', { timeout: 90_000 }, () => {
 
     // bull-board: the queue page lists the failed job, and retrying it runs the backup again.
     await page.goto(`${dashboard.url}queues/queue/backup?status=failed`);
-    await page.getByText(bad.message.slice(0, 40), { exact: false }).first().waitFor({ timeout: 15_000 });
-    const failedJobId = (await t.redis.zrange(`${t.config.redis.prefix}:backup:failed`, 0, -1))[0];
+    const failedJobId = (await t.redis.zrange(`${t.config.redis.prefix}:backup:failed`, '0', '-1'))[0];
     assert.ok(failedJobId?.startsWith('backup.vc02.'), `failed job: ${failedJobId}`);
+    await page.getByText(failedJobId!, { exact: true }).waitFor({ timeout: 15_000 });
+    await page.getByText(bad.message.slice(0, 40), { exact: false }).first().waitFor({ timeout: 5_000 });
     // The operator's way: "Retry all" on the failed tab, then confirm.
     await page.getByRole('button', { name: 'Retry all' }).click();
     await page.getByRole('button', { name: 'Confirm' }).click();
