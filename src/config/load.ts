@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { CronExpressionParser } from 'cron-parser';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
@@ -82,6 +83,34 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string[] {
   return [`${path}: ${issue.message}`];
 }
 
+/**
+ * A schedule the queue's job scheduler will accept: five fields (minute…weekday) or six (with
+ * seconds first), and an IANA time zone. Checked here so that a typo fails `schedule` with the
+ * field's name instead of surfacing as a BullMQ error, or never firing.
+ */
+function scheduleIssues(schedule: { cron: string; tz: string }, at: string): string[] {
+  const issues: string[] = [];
+  let tzOk = true;
+  try {
+    new Intl.DateTimeFormat(undefined, { timeZone: schedule.tz });
+  } catch {
+    tzOk = false;
+    issues.push(`${at}.tz: unknown time zone ${JSON.stringify(schedule.tz)}; use an IANA name such as "Europe/Berlin" or "UTC"`);
+  }
+  const fields = schedule.cron.trim().split(/\s+/).length;
+  // "@daily" and friends are one word that cron-parser expands.
+  if (fields !== 5 && fields !== 6 && !schedule.cron.trim().startsWith('@')) {
+    issues.push(`${at}.cron: expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), got ${fields} in ${JSON.stringify(schedule.cron)}`);
+  } else {
+    try {
+      CronExpressionParser.parse(schedule.cron, tzOk ? { tz: schedule.tz } : {});
+    } catch (err) {
+      issues.push(`${at}.cron: ${JSON.stringify(schedule.cron)} is not a valid cron pattern (${(err as Error).message})`);
+    }
+  }
+  return issues;
+}
+
 /** Validates a config object (already parsed from YAML). All problems are reported at once. */
 export function parseConfig(raw: unknown, options: LoadOptions & { source?: string } = {}): Config {
   const env = options.env ?? process.env;
@@ -100,6 +129,11 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
       return undefined;
     }
   };
+
+  issues.push(...scheduleIssues(parsed.schedule, 'schedule'));
+  parsed.targets.forEach((t, i) => {
+    if (t.schedule) issues.push(...scheduleIssues(t.schedule, `targets[${i}].schedule`));
+  });
 
   const seen = new Map<string, number>();
   const targets: TargetConfig[] = [];
