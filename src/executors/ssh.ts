@@ -97,6 +97,10 @@ export class SshExecutor implements Executor {
         if (stops.reason && started) killTimer = this.#stopRemote(started.client, channel, preamble, () => giveUp());
       };
       channel.stderr.on('data', (chunk: Buffer) => preamble.push(chunk));
+      channel.on('error', (err: unknown) => {
+        // Writes after the command closed its stdin; the exit status tells the rest.
+        if (!isBrokenPipe(err)) this.#logger.debug({ err: { message: (err as Error).message } }, 'channel error');
+      });
       const stdout = streamStdout(channel, options);
       const stdoutDone = stdout.done.catch((err: unknown) => {
         // The pipe to the failed destination is gone: drain the rest so the channel can close.
@@ -106,9 +110,6 @@ export class SshExecutor implements Executor {
       if (options.stdin) {
         const stdin = options.stdin;
         stdin.once('error', (err) => stops.trigger({ kind: 'failure', error: err }));
-        channel.once('error', (err: unknown) => {
-          if (!isBrokenPipe(err)) this.#logger.debug({ err }, 'channel error');
-        });
         stdin.pipe(channel);
       } else {
         channel.end();
@@ -124,6 +125,15 @@ export class SshExecutor implements Executor {
           'SSH_CONNECTION_LOST',
           `the SSH connection to ${this.description} was lost while \`${describeCommand(command)}\` ran; the job will retry. Check the network and the appliance's sshd if this repeats.`,
           { details: { stderrTail: tail.toString() } },
+        );
+      }
+      if (exit !== undefined && exit.code !== 0 && stopped === undefined && preamble.pid === undefined) {
+        // The wrapper's first line never ran: the login shell is not a POSIX shell.
+        throw new BackupError(
+          'SSH_SHELL_UNSUPPORTED',
+          `the login shell of ${this.#settings.user} on ${this.description} did not run a POSIX shell command (it said: ${tail.toString().trim().slice(-300) || 'nothing'}). ` +
+            'vcsa-backup needs bash or sh as that user\'s login shell; on VCSA 6.x run `shell` and then `chsh -s /bin/bash root` on the appliance.',
+          { permanent: true },
         );
       }
       return settleRun({ command, options, exitCode: exit?.code ?? null, signal: exit?.signal ?? null, stderrTail: tail.toString(), stopped, startedAt, stdout: stdout.collected() });

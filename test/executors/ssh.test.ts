@@ -143,3 +143,17 @@ void describe('ssh executor: connection, host key and authentication', () => {
     }
   });
 });
+
+void test('ssh: a login shell that is not a POSIX shell (VCSA 6.x appliancesh) is a permanent SSH_SHELL_UNSUPPORTED', async () => {
+  const sshd = await startSshd({ extraConfig: ['ForceCommand echo "Unknown command: printf" >&2; exit 1'] });
+  const executor = new SshExecutor(settingsFor(sshd));
+  try {
+    const err = await rejectsWithCode(executor.run('true'), 'SSH_SHELL_UNSUPPORTED');
+    assert.equal(err.permanent, true);
+    assert.match(err.message, /Unknown command/);
+    assert.match(err.message, /chsh -s \/bin\/bash root/);
+  } finally {
+    await executor.close();
+    await sshd.cleanup();
+  }
+});

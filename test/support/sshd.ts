@@ -87,7 +87,8 @@ async function descendants(pid: number): Promise<number[]> {
   return out;
 }
 
-export async function startSshd(): Promise<Sshd> {
+/** `extraConfig`: more sshd_config lines (e.g. a ForceCommand that plays a non-POSIX login shell). */
+export async function startSshd(options: { extraConfig?: readonly string[] } = {}): Promise<Sshd> {
   if (!existsSync(sshdBinary)) {
     throw new Error(`${sshdBinary} is missing: run scripts/test-setup.sh (it installs openssh-server)`);
   }
@@ -119,6 +120,7 @@ export async function startSshd(): Promise<Sshd> {
       'MaxSessions 10',
       'MaxStartups 50',
       'LogLevel ERROR',
+      ...(options.extraConfig ?? []),
       '',
     ].join('\n'),
   );
