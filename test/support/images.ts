@@ -1,0 +1,234 @@
+/**
+ * Container images for the docker tests, built from local files (no image registry is
+ * reachable here) and cached by content hash, so a warm run builds nothing:
+ * - `debian:bookworm-slim` and `node:20-bookworm-slim`: local stand-ins for the public images
+ *   that appliance/Dockerfile and Dockerfile start FROM, made only when missing (a machine with
+ *   the public images uses those). The Debian one is dockerd.ts's debootstrap image under that
+ *   name; the Node one adds this machine's Node.js and npm to it, with the official image's
+ *   `node` user.
+ * - `vcsa-backup-sim-appliance:<hash>`: the simulated VCSA 5.5, by appliance/build.sh.
+ * - `vcsa-backup:<hash>`: the repository's Dockerfile.
+ * Builds take a lock file, so test files running in parallel build each image once.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cp, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureDockerForTests, testDocker, testImage } from './dockerd.ts';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const debianBaseImage = 'debian:bookworm-slim';
+export const nodeBaseImage = 'node:20-bookworm-slim';
+export const applianceImageName = 'vcsa-backup-sim-appliance';
+export const appImageName = 'vcsa-backup';
+
+const say = (message: string): void => {
+  process.stderr.write(`images: ${message}\n`);
+};
+
+/** Runs a command; rejects with the tail of its output. Returns stdout. */
+export function runCommand(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd ?? repoRoot, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      output = (output + chunk.toString()).slice(-6000);
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-6000);
+    });
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`${command} ${args.join(' ')} exited with ${code}:\n${output}`))));
+  });
+}
+
+async function imageId(name: string): Promise<string | undefined> {
+  try {
+    return (await testDocker().getImage(name).inspect()).Id;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One builder of `name` at a time across processes; a lock left by a dead process is taken over. */
+async function withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const path = join(tmpdir(), `vcsa-backup-image-${name}.lock`);
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      const handle = await open(path, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (!holder || !alive(holder)) {
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`image build lock ${path} held by pid ${holder} for 15 minutes`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    await unlink(path).catch(() => undefined);
+  }
+}
+
+/** The classic builder: Debian's docker.io has no buildx plugin, so BuildKit is not available. */
+async function buildEnv(): Promise<NodeJS.ProcessEnv> {
+  try {
+    await runCommand('docker', ['buildx', 'version']);
+    return process.env;
+  } catch {
+    return { ...process.env, DOCKER_BUILDKIT: '0' };
+  }
+}
+
+/** `debian:bookworm-slim`, or the debootstrap test image under that name when it is missing. */
+export async function ensureDebianBase(): Promise<string> {
+  await ensureDockerForTests();
+  if (await imageId(debianBaseImage)) return debianBaseImage;
+  await withLock('debian-base', async () => {
+    if (await imageId(debianBaseImage)) return;
+    say(`no ${debianBaseImage}: tagging ${testImage} (debootstrap --variant=minbase bookworm) as it`);
+    await testDocker().getImage(testImage).tag({ repo: 'debian', tag: 'bookworm-slim' });
+  });
+  return debianBaseImage;
+}
+
+/**
+ * The CA bundle this machine trusts, when it names one: a TLS-intercepting proxy in front of
+ * the npm registry needs it inside the build too. The stand-in carries it; the Dockerfile
+ * stays as it is for machines with the public image.
+ */
+async function hostCaBundle(): Promise<string | undefined> {
+  for (const path of [process.env['NODE_EXTRA_CA_CERTS'], '/etc/ssl/certs/ca-certificates.crt']) {
+    if (path && (await stat(path).catch(() => undefined))?.isFile()) return path;
+  }
+  return undefined;
+}
+
+const standInLabel = 'vcsa-backup.stand-in';
+
+/** `node:20-bookworm-slim`, or a stand-in: the Debian base plus this machine's node and npm. */
+export async function ensureNodeBase(): Promise<string> {
+  await ensureDebianBase();
+  const node = process.execPath;
+  const npmDir = join(dirname(dirname(node)), 'lib', 'node_modules', 'npm');
+  const ca = await hostCaBundle();
+  const dockerfile = [
+    `FROM ${debianBaseImage}`,
+    'COPY node /usr/local/bin/node',
+    'COPY npm /usr/local/lib/node_modules/npm',
+    ...(ca ? ['COPY ca.crt /usr/local/share/vcsa-backup-stand-in/ca.crt', 'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/vcsa-backup-stand-in/ca.crt'] : []),
+    // As in the official image: npm and npx on PATH, a `node` user with uid 1000.
+    'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \\',
+    ' && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \\',
+    ' && groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node \\',
+    ' && node --version && npm --version',
+    `ENV NODE_VERSION=${process.version.slice(1)}`,
+    'CMD ["node"]',
+    '',
+  ].join('\n');
+  const recipe = createHash('sha256').update(dockerfile).update(ca ? await readFile(ca) : '').digest('hex').slice(0, 16);
+  const current = async (): Promise<boolean> => {
+    try {
+      const labels = (await testDocker().getImage(nodeBaseImage).inspect()).Config.Labels ?? {};
+      // The public image has no such label: use it as it is.
+      return labels[standInLabel] === undefined || labels[standInLabel] === recipe;
+    } catch {
+      return false;
+    }
+  };
+  if (await current()) return nodeBaseImage;
+  await withLock('node-base', async () => {
+    if (await current()) return;
+    await stat(join(npmDir, 'bin', 'npm-cli.js'));
+    const context = await mkdtemp(join(tmpdir(), 'vcsa-backup-node-base-'));
+    try {
+      say(`no ${nodeBaseImage}: making a stand-in from ${debianBaseImage} with ${node} (${process.version}) and ${npmDir}`);
+      await cp(node, join(context, 'node'));
+      await cp(npmDir, join(context, 'npm'), { recursive: true });
+      if (ca) await cp(ca, join(context, 'ca.crt'));
+      await writeFile(join(context, 'Dockerfile'), `${dockerfile}LABEL ${standInLabel}=${recipe}\n`);
+      await runCommand('docker', ['build', '--network', 'none', '-t', nodeBaseImage, context], { env: await buildEnv() });
+    } finally {
+      await rm(context, { recursive: true, force: true });
+    }
+  });
+  return nodeBaseImage;
+}
+
+/** The simulated VCSA 5.5 image, by appliance/build.sh (which skips the build when its content hash is already tagged). */
+export async function ensureApplianceImage(): Promise<string> {
+  await ensureDebianBase();
+  const started = Date.now();
+  const out = await runCommand('bash', [join(repoRoot, 'appliance', 'build.sh')]);
+  const tag = out.trim().split('\n').pop() ?? '';
+  if (!tag.startsWith(`${applianceImageName}:`)) throw new Error(`appliance/build.sh printed ${JSON.stringify(out)}, expected an image tag`);
+  if (Date.now() - started > 5000) say(`${tag} ready in ${Math.round((Date.now() - started) / 1000)} s`);
+  return tag;
+}
+
+async function filesUnder(path: string): Promise<string[]> {
+  const info = await stat(path);
+  if (!info.isDirectory()) return [path];
+  const out: string[] = [];
+  for (const entry of await readdir(path, { withFileTypes: true })) {
+    const full = join(path, entry.name);
+    if (entry.isDirectory()) out.push(...(await filesUnder(full)));
+    else if (entry.isFile() && !entry.name.endsWith('.test.ts')) out.push(full);
+  }
+  return out;
+}
+
+/** What goes into the vcsa-backup image (the Dockerfile's COPY sources), plus the base image. */
+async function appContentHash(baseId: string): Promise<string> {
+  const hash = createHash('sha256').update(`base ${baseId}\n`);
+  const roots = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'bin', 'src', 'workers'].map((p) => join(repoRoot, p));
+  const files = (await Promise.all(roots.map(filesUnder))).flat().sort();
+  for (const file of files) {
+    const mode = (await stat(file)).mode & 0o111 ? 'x' : '-';
+    hash.update(`${relative(repoRoot, file)} ${mode} ${createHash('sha256').update(await readFile(file)).digest('hex')}\n`);
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** The repository's Dockerfile, built on the Node base; cached by the hash of what it copies. */
+export async function ensureAppImage(): Promise<string> {
+  const baseId = await imageId(await ensureNodeBase());
+  if (!baseId) throw new Error(`${nodeBaseImage} vanished`);
+  const tag = `${appImageName}:${await appContentHash(baseId)}`;
+  if (await imageId(tag)) return tag;
+  await withLock('app', async () => {
+    if (await imageId(tag)) return;
+    const started = Date.now();
+    say(`building ${tag} from the Dockerfile (npm ci and apt-get over --network host)`);
+    await runCommand('docker', ['build', '--network', 'host', '-t', tag, '-t', `${appImageName}:latest`, '.'], { env: await buildEnv() });
+    say(`${tag} built in ${Math.round((Date.now() - started) / 1000)} s`);
+  });
+  return tag;
+}
+
+if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
+  const which = process.argv.slice(2);
+  if (which.length === 0 || which.includes('appliance')) say(await ensureApplianceImage());
+  if (which.length === 0 || which.includes('app')) say(await ensureAppImage());
+}
