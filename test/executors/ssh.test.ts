@@ -1,8 +1,10 @@
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SshExecutorConfig } from '../../src/config/load.ts';
@@ -12,6 +14,8 @@ import { fetchHostKeyFingerprint, SshExecutor } from '../../src/executors/ssh.ts
 import { silentLogger } from '../../src/log.ts';
 import { makeKeyPair, startSshd, freePort, type Sshd } from '../support/sshd.ts';
 import { executorContract, processesWith, rejectsWithCode, waitFor } from './contract.ts';
+
+const run = promisify(execFile);
 
 function settingsFor(sshd: Sshd, overrides: Partial<SshExecutorConfig> = {}): SshExecutorConfig {
   return {
@@ -91,6 +95,21 @@ void describe('ssh executor: connection, host key and authentication', () => {
     assert.match(err.message, /root/);
     assert.doesNotMatch(err.message, /PRIVATE KEY/);
     await executor.close();
+  });
+
+  void test('authenticates through an ssh-agent socket', async () => {
+    const socket = join(sshd.dir, `agent-${randomBytes(3).toString('hex')}.sock`);
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      await waitFor('ssh-agent to listen', () => existsSync(socket));
+      await run('ssh-add', ['-q', sshd.privateKeyPath], { env: { ...process.env, SSH_AUTH_SOCK: socket } });
+      const { privateKey: _unused, ...withoutKey } = settingsFor(sshd);
+      const executor = new SshExecutor({ ...withoutKey, agent: socket });
+      assert.equal((await executor.run('echo via-agent')).stdout, 'via-agent\n');
+      await executor.close();
+    } finally {
+      agent.kill();
+    }
   });
 
   void test('nothing listening is a retryable SSH_UNREACHABLE', async () => {
