@@ -97,6 +97,8 @@ export interface FleetHarnessOptions {
   /** Extra raw changes to fleet.yaml. */
   readonly edit?: (raw: Record<string, unknown>, dir: string) => void;
   readonly redisUrl?: string;
+  /** Extra environment of the worker processes (and of `cli`). */
+  readonly env?: NodeJS.ProcessEnv;
   readonly s3Endpoint?: string;
   readonly s3Bucket?: string;
   readonly sim?: Partial<SimFleetOptions>;
@@ -169,7 +171,7 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
     const file = createWriteStream(logPath);
     const child = spawn(process.execPath, [binPath, 'worker', '--config', configPath], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, REDIS_URL: '', LOG_LEVEL: 'info', VCSA_BACKUP_WORKER: String(n) },
+      env: { ...process.env, REDIS_URL: '', LOG_LEVEL: 'info', VCSA_BACKUP_WORKER: String(n), ...options.env },
     });
     let text = '';
     child.stderr?.on('data', (b: Buffer) => {
@@ -220,9 +222,9 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
     redisUrl,
     redis,
     workers,
-    config: () => loadConfig(configPath, { env: { ...process.env, REDIS_URL: '' } }),
+    config: () => loadConfig(configPath, { env: { ...process.env, REDIS_URL: '', ...options.env } }),
     startWorker,
-    cli: (args, env = {}, timeoutMs) => runCli([...args, '--config', configPath], env, timeoutMs),
+    cli: (args, env = {}, timeoutMs) => runCli([...args, '--config', configPath], { ...options.env, ...env }, timeoutMs),
     audit: () => readAudit(fleet.auditLog),
     leaseHolders,
     async holderOf(target) {
