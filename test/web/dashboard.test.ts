@@ -5,6 +5,7 @@ import { chromium, type Browser } from 'playwright-core';
 import type { Config } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { startDashboard, type RunningDashboard } from '../../workers/dashboard.ts';
+import { FleetState } from '../../src/state/fleet-state.ts';
 import type { JobOutcome } from '../../workers/producer.ts';
 import { metric, parsePrometheus, startTestFleet, type TestFleet } from './fleet-fixture.ts';
 
@@ -58,6 +59,9 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     const bad = outcomes.find((o): o is Extract<JobOutcome, { ok: false }> => o.target === 'vc02' && !o.ok);
     assert.ok(good, `vc01 backed up: ${JSON.stringify(outcomes)}`);
     assert.ok(bad, `vc02 failed: ${JSON.stringify(outcomes)}`);
+    // The reason from the fleet state: waitForJobs can read a job just before it fails, without its failedReason.
+    const failure = (await new FleetState(t.redis, t.config.redis.prefix).get('vc02')).lastFailure;
+    assert.equal(failure?.code, 'COMMAND_FAILED');
 
     // No reload: the page's own refresh must bring the new state in.
     const row1 = page.locator('tr[data-target="vc01"]');
@@ -66,7 +70,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     assert.match(await row1.locator('td.size').innerText(), /\d+(\.\d)? (B|KiB|MiB)/);
     assert.match(await row1.locator('td.downtime').innerText(), /\d+(\.\d+)? (ms|s)/);
     const row2 = page.locator('tr[data-target="vc02"]');
-    await row2.locator('td.failure .code', { hasText: bad.code }).waitFor({ timeout: 10_000 });
+    await row2.locator('td.failure .code', { hasText: failure.code }).waitFor({ timeout: 10_000 });
     const reason = await row2.locator('td.failure .reason').innerText();
     assert.match(reason, /\/nonexistent\/vpostgres\/bin\/pg_dump/, `the reason names the missing pg_dump: ${reason}`);
     assert.match(await row2.getAttribute('class') ?? '', /stale/, 'never backed up: highlighted');
@@ -93,7 +97,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     assert.equal(m('failures_total', { target: 'vc02' }), 1);
     assert.equal(m('retries_total', { target: 'vc02' }), 0, 'one attempt, so nothing retried');
     assert.equal(m('failing', { target: 'vc02' }), 1);
-    assert.equal(m('last_failure_timestamp_seconds', { target: 'vc02', code: bad.code }) !== undefined, true);
+    assert.equal(m('last_failure_timestamp_seconds', { target: 'vc02', code: failure.code }) !== undefined, true);
     assert.equal(m('queue_jobs', { queue: 'backup', state: 'failed' }), 1);
     assert.equal(m('queue_jobs', { queue: 'backup', state: 'active' }), 0);
     assert.equal(m('queue_jobs', { queue: 'trigger', state: 'waiting' }), 0);
@@ -106,7 +110,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     const failedJobId = (await t.redis.zrange(`${t.config.redis.prefix}:backup:failed`, '0', '-1'))[0];
     assert.ok(failedJobId?.startsWith('backup.vc02.'), `failed job: ${failedJobId}`);
     await page.getByText(failedJobId!, { exact: true }).waitFor({ timeout: 15_000 });
-    await page.getByText(bad.message.slice(0, 40), { exact: false }).first().waitFor({ timeout: 5_000 });
+    await page.getByText(failure.message.slice(0, 40), { exact: false }).first().waitFor({ timeout: 5_000 });
     // The operator's way: "Retry all" on the failed tab, then confirm.
     await page.getByRole('button', { name: 'Retry all' }).click();
     await page.getByRole('button', { name: 'Confirm' }).click();
