@@ -16,6 +16,8 @@ missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# Headless Chromium for the dashboard's browser test (driven by playwright-core).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test-setup: installing ${missing[*]} (apt-get update && apt-get install -y ${missing[*]})"
   apt-get update -qq
