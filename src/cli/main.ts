@@ -15,6 +15,7 @@ export type CommandRegistry = Record<string, () => Promise<{ command: CliCommand
 export const domainCommands: CommandRegistry = {
   backup: () => import('./commands/backup.ts'),
   simulate: () => import('./commands/simulate.ts'),
+  'trust-host-key': () => import('./commands/trust-host-key.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
   verify: () => import('./commands/verify.ts'),

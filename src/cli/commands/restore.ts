@@ -1,4 +1,4 @@
-import { createInterface } from 'node:readline/promises';
+import { confirm } from '../confirm.ts';
 import { Redis } from 'ioredis';
 import { findBackup } from '../../catalog/catalog.ts';
 import { findTarget } from '../../config/load.ts';
@@ -32,16 +32,6 @@ function restoreProgress(ctx: CliContext, label: string): { update: (e: RestoreP
       drawn = false;
     },
   };
-}
-
-async function confirm(question: string, signal: AbortSignal): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(question, { signal });
-    return /^(y|yes)$/i.test(answer.trim());
-  } finally {
-    rl.close();
-  }
 }
 
 export const command: CliCommand = {
