@@ -16,6 +16,7 @@ export const domainCommands: CommandRegistry = {
   backup: () => import('./commands/backup.ts'),
   simulate: () => import('./commands/simulate.ts'),
   'trust-host-key': () => import('./commands/trust-host-key.ts'),
+  'iam-policy': () => import('./commands/iam-policy.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
   verify: () => import('./commands/verify.ts'),
