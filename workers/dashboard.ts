@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createBullBoard } from '@bull-board/api';
@@ -64,7 +65,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter: boardAdapter, options: { uiConfig: { boardTitle: 'vcsa-backup queues' } } });
   const board = boardAdapter.getRouter() as (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
+  // Commands fail fast while disconnected, so give a (re)connect in progress a moment first.
+  const whenReady = async (): Promise<void> => {
+    if (redis.status !== 'ready') await once(redis, 'ready', { signal: AbortSignal.timeout(2000) });
+  };
+
   const fleetView = async (): Promise<FleetView> => {
+    await whenReady();
     const [states, holders, next, depths] = await Promise.all([
       state.all(config.targets.map((t) => t.name)),
       lease.holders(),
@@ -83,7 +90,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
     const path = url.pathname;
     if (path === '/healthz') {
-      const ok = await Promise.race([redis.ping().then(() => true, () => false), new Promise<boolean>((r) => setTimeout(() => r(false), 2000).unref())]);
+      const ping = whenReady().then(() => redis.ping());
+      const ok = await Promise.race([ping.then(() => true, () => false), new Promise<boolean>((r) => setTimeout(() => r(false), 3000).unref())]);
       send(res, ok ? 200 : 503, 'text/plain; charset=utf-8', ok ? 'ok\n' : 'redis unreachable\n');
       return;
     }

@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
@@ -150,5 +153,32 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     } finally {
       await down.close();
     }
+  });
+
+  void test('`vcsa-backup dashboard --port 0 --json` prints its URL, serves, and exits 0 on SIGTERM', async () => {
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'vcsa-backup.js');
+    const child = spawn(process.execPath, [bin, 'dashboard', '--config', t.config.source, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
+    const exited = once(child, 'exit');
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString('utf8')));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (b: Buffer) => {
+          out += b.toString('utf8');
+          if (out.includes('\n')) resolve((JSON.parse(out) as { url: string }).url);
+        });
+        child.on('exit', () => reject(new Error(`dashboard exited: ${err}`)));
+      });
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+      assert.equal((await fetch(`${url}healthz`)).status, 200);
+      const page = await fetch(url);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /data-target="vc01"/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const [code] = await exited;
+    assert.equal(code, 0, err);
   });
 });
