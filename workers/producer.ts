@@ -123,10 +123,13 @@ export async function waitForJobs(
         const state = await job.getState();
         options.onProgress?.(entry.target, job.progress, state);
         if (state === 'completed') {
-          outcomes.push({ target: entry.target, ok: true, result: job.returnvalue });
+          const done = (await Job.fromId<BackupJobData, BackupJobResult>(queue, jobId)) ?? job;
+          outcomes.push({ target: entry.target, ok: true, result: done.returnvalue });
           pending.delete(jobId);
         } else if (state === 'failed') {
-          const f = decodeFailure(job.failedReason);
+          // The job read above may predate its failure: read it again for the reason.
+          const failed = (await Job.fromId<BackupJobData, BackupJobResult>(queue, jobId)) ?? job;
+          const f = decodeFailure(failed.failedReason);
           outcomes.push({ target: entry.target, ok: false, ...f });
           pending.delete(jobId);
         }
