@@ -1,4 +1,11 @@
-import type { ProgressEvent } from '../backup/progress.ts';
+/** A backup's ProgressEvent, or any other job's steps (restore, verify). */
+export interface ProgressLine {
+  readonly target: string;
+  readonly step: string;
+  readonly artifact?: string;
+  readonly bytes?: number;
+  readonly totalBytes?: number;
+}
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -38,7 +45,7 @@ export class ProgressPrinter {
     this.#write = write;
   }
 
-  update(event: ProgressEvent): void {
+  update(event: ProgressLine): void {
     const key = `${event.step}${event.artifact ? ` ${event.artifact}` : ''}`;
     let detail = '';
     if (event.bytes !== undefined) {

@@ -25,6 +25,8 @@ export interface VerifyInput {
   readonly workRoot?: string;
   /** Keep the scratch databases (for a look by hand); default false. */
   readonly keepDatabases?: boolean;
+  /** Download bytes, then each database load, then the checks: for progress on a terminal. */
+  readonly onProgress?: (event: { step: 'download' | 'load' | 'check'; artifact?: string; bytes?: number; totalBytes?: number }) => void;
 }
 
 export interface VerifiedDatabase {
@@ -86,7 +88,11 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
   try {
     let fetched: FetchedArtifact[] = [];
     try {
-      fetched = await fetchArtifacts(store, entry.manifest, work.dir, signal ? { signal } : {});
+      const emit = input.onProgress;
+      fetched = await fetchArtifacts(store, entry.manifest, work.dir, {
+        ...(signal ? { signal } : {}),
+        ...(emit ? { onProgress: (p: { artifact: string; bytes: number; totalBytes: number }) => emit({ step: 'download', artifact: p.artifact, bytes: p.bytes, totalBytes: p.totalBytes }) } : {}),
+      });
       checksums = 'ok';
     } catch (err) {
       if (signal?.aborted) throw err;
@@ -98,6 +104,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
     for (const file of fetched) {
       const a = file.artifact;
       const loadStarted = Date.now();
+      input.onProgress?.({ step: 'load', artifact: a.name });
       let db: ScratchDatabase | null = null;
       try {
         db = await createScratchDatabase(server, a.name);
@@ -131,6 +138,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
     }
 
     if (fetched.length > 0 && loaded.size === fetched.length) {
+      input.onProgress?.({ step: 'check' });
       const configured = config.verify.checks as readonly (ConsistencyCheck & { profile: string })[] | undefined;
       checks = await runChecks(server, checksFor(entry.manifest.profile, configured), loaded);
       for (const c of checks) if (c.status === 'fail') problems.push(`${c.name}: ${c.message}`);

@@ -3,7 +3,7 @@ import { findTarget } from '../../config/load.ts';
 import { verifyBackup, type VerifyReport } from '../../restore/verify.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, requiredString, stringOption, type CliCommand } from '../command.ts';
-import { formatBytes, formatDuration } from '../progress.ts';
+import { formatBytes, formatDuration, ProgressPrinter } from '../progress.ts';
 import { reportBackupNotFound, table } from './list.ts';
 
 function human(report: VerifyReport): string {
@@ -43,9 +43,22 @@ export const command: CliCommand = {
     redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
     try {
       let report: VerifyReport;
+      const progress = new ProgressPrinter(ctx.tty && !ctx.json, ctx.say);
       try {
-        report = await verifyBackup({ config, target: name, backup, store, logger, redis, signal: ctx.signal, keepDatabases: ctx.values['keep'] === true });
+        report = await verifyBackup({
+          config,
+          target: name,
+          backup,
+          store,
+          logger,
+          redis,
+          signal: ctx.signal,
+          keepDatabases: ctx.values['keep'] === true,
+          onProgress: (e) => progress.update({ target: name, ...e }),
+        });
+        progress.done();
       } catch (err) {
+        progress.done();
         const code = reportBackupNotFound(ctx, err);
         if (code !== null) return code;
         throw err;
