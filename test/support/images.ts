@@ -223,6 +223,12 @@ export async function ensureAppImage(): Promise<string> {
     say(`building ${tag} from the Dockerfile (npm ci and apt-get over --network host)`);
     await runCommand('docker', ['build', '--network', 'host', '-t', tag, '-t', `${appImageName}:latest`, '.'], { env: await buildEnv() });
     say(`${tag} built in ${Math.round((Date.now() - started) / 1000)} s`);
+    // Older content-hash builds no longer match the sources; an image a container still uses stays.
+    for (const old of await testDocker().listImages({ filters: { reference: [appImageName] } })) {
+      for (const ref of old.RepoTags ?? []) {
+        if (/:[0-9a-f]{16}$/.test(ref) && ref !== tag) await testDocker().getImage(ref).remove().catch(() => undefined);
+      }
+    }
   });
   return tag;
 }
