@@ -16,7 +16,7 @@ export interface CliContext {
   readonly logger: Logger;
   /** Loads --config (default ./fleet.yaml, or $VCSA_BACKUP_CONFIG) once, validated. */
   config(): Config;
-  /** Aborted on the first SIGINT/SIGTERM. A second signal exits at once. */
+  /** Aborted on the first SIGINT/SIGTERM; later signals never cut short the start of services. */
   readonly signal: AbortSignal;
   /** Writes to stdout (the JSON document or human output). */
   readonly out: (text: string) => void;

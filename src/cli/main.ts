@@ -80,8 +80,8 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
       logger.warn({ signal: sig }, 'stopping: finishing or cancelling the current step; services will be started again');
       controller.abort(new BackupError('ABORTED', `received ${sig}`));
     } else {
-      logger.error({ signal: sig }, 'second signal: exiting now');
-      process.exit(130);
+      // Exiting now could leave an appliance quiesced: the services are being started again.
+      logger.warn({ signal: sig }, 'still stopping: starting services and releasing the lease first; SIGKILL forces (the watchdog then restarts the appliance)');
     }
   };
   process.on('SIGINT', onSignal);
