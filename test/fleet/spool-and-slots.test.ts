@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { spoolHost } from '../../src/backup/spool.ts';
+import { createExecutor } from '../../src/executors/index.ts';
+import { processBackupJob, type BackupJobData, type BackupJobDeps } from '../../src/fleet/backup-job.ts';
+import { FleetLease } from '../../src/locks/fleet-lease.ts';
+import { silentLogger } from '../../src/log.ts';
+import { allServicesRunningAtEnd, maxConcurrentQuiesced, quiesceIntervals } from '../../src/sim/audit.ts';
+import { FleetState } from '../../src/state/fleet-state.ts';
+import { createS3ObjectStore } from '../../src/storage/s3.ts';
+import { startFleetHarness, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
+
+/**
+ * Invariant 4's other half: only a lost spool sends an appliance back for a new dump, and the
+ * reason is recorded. The job is run in this process (the worker's code path minus BullMQ) with
+ * job data that points at a spool that is gone, or on another host.
+ */
+void describe('a lost spool means a fresh dump, with the reason recorded', () => {
+  let h: FleetHarness;
+  before(async () => {
+    h = await startFleetHarness({ count: 1, workers: 0 });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  async function runJob(data: BackupJobData): Promise<{ dumpedAgainBecause?: string; id: string }> {
+    const config = h.config();
+    const store = createS3ObjectStore(config.s3, silentLogger);
+    const deps: BackupJobDeps = {
+      config,
+      redis: h.redis,
+      lease: new FleetLease(h.redis, { prefix: config.redis.prefix, maxConcurrent: 1, leaseMs: 5000, logger: silentLogger }),
+      state: new FleetState(h.redis, config.redis.prefix),
+      store,
+      makeExecutor: (t) => createExecutor(t.executor, silentLogger),
+      logger: silentLogger,
+    };
+    let current = data;
+    try {
+      return await processBackupJob(
+        deps,
+        { id: `test-${Date.now()}`, data, attempt: 2, maxAttempts: 3, updateData: (d) => Promise.resolve(void (current = d)), reportProgress: () => undefined },
+        new AbortController().signal,
+      );
+    } finally {
+      store.close();
+      assert.ok(current.spool, 'the job records its new spool');
+    }
+  }
+
+  void test('spool directory gone on this host', async () => {
+    const t0 = Date.now();
+    const result = await runJob({ target: 'vc01', runId: 'r1', trigger: 'run', spool: { host: spoolHost(), dir: join(h.dir, 'spool-that-vanished'), id: '20260101T000000.000Z' } });
+    assert.match(result.dumpedAgainBecause ?? '', /gone/);
+    const state = await new FleetState(h.redis, h.prefix).get('vc01');
+    assert.equal(state.lastRequeue?.reason, result.dumpedAgainBecause);
+    assert.equal(state.lastSuccess?.id, result.id);
+    const since = (await h.audit()).filter((e) => e.ts >= t0);
+    assert.equal(quiesceIntervals(since).length, 1, 'dumped once more, no more');
+  });
+
+  void test('spool on another host', async () => {
+    const result = await runJob({ target: 'vc01', runId: 'r2', trigger: 'run', spool: { host: 'some-other-host', dir: '/var/spool/vcsa-backup/vc01/x', id: '20260101T000000.000Z' } });
+    assert.match(result.dumpedAgainBecause ?? '', /on host some-other-host/);
+  });
+});
+
+/**
+ * Invariant 1 with quiesce.maxConcurrent 2: with slow dumps and enough workers, two appliances
+ * are quiesced together (the limit is used), never three.
+ */
+void describe('quiesce.maxConcurrent 2', () => {
+  let h: FleetHarness;
+  const real = new Map<string, string>();
+  before(async () => {
+    h = await startFleetHarness({
+      count: 4,
+      workers: 2,
+      tune: { quiesce: { maxConcurrent: 2 } },
+      edit: (raw, dir) => {
+        for (const t of raw['targets'] as { name: string; variables: Record<string, string> }[]) {
+          real.set(t.name, `${t.variables['ROOT']}/opt/vmware/vpostgres/1.0/bin`);
+          t.variables['VPG_BIN'] = join(dir, `slow-${t.name}`, 'slow-vpg-bin');
+        }
+      },
+    });
+    const flag = join(h.dir, 'slow');
+    await writeFile(flag, '');
+    for (const [name, vpgBin] of real) await writeSlowPgBin(join(h.dir, `slow-${name}`), vpgBin, flag, 1);
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  void test('two at a time, never three', async () => {
+    const res = await h.cli(['run', '--wait', '--json']);
+    assert.equal(res.code, 0, res.stderr);
+    const audit = await h.audit();
+    const intervals = quiesceIntervals(audit);
+    assert.equal(intervals.length, 4);
+    assert.equal(maxConcurrentQuiesced(intervals), 2);
+    assert.ok(allServicesRunningAtEnd(audit));
+  });
+});
