@@ -163,6 +163,10 @@ void describe('the simulated VCSA 5.5 container image', () => {
     assert.match(version ?? '', /PostgreSQL\) 15\./);
     assert.equal(await appliance.servicesRunning(), true);
     assert.deepEqual((await appliance.audit()).map((e) => `${e.service}:${e.state}`), ['vmware-inventoryservice:running', 'vmware-vpxd:running']);
+    const health = JSON.parse((await dockerCli(['inspect', '-f', '{{json .Config.Healthcheck.Test}}', appliance.name])).stdout) as string[];
+    assert.equal((await appliance.exec(health[1] ?? 'false')).exitCode, 0, 'the image\'s HEALTHCHECK passes');
+    assert.equal((await appliance.exec('service vmware-vpxd stop && { ' + (health[1] ?? 'true') + '; }')).exitCode, 1, 'and fails with vpxd stopped');
+    assert.equal((await appliance.exec('service vmware-vpxd start')).exitCode, 0);
   });
 
   void test('full backup and restore over docker exec (docker executor)', async () => {

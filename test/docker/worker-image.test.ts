@@ -108,6 +108,11 @@ void describe('the vcsa-backup image', () => {
     assert.equal(body.target, appliance.name);
     assert.match(await workerLogs(), new RegExp(appliance.name), 'the worker container ran the job');
     assert.equal((await dockerCli(['inspect', '-f', '{{.State.Running}}', workerName])).stdout.trim(), 'true', 'the worker keeps running');
+    // The image's HEALTHCHECK, run as Docker runs it, passes in the worker's container.
+    const health = JSON.parse((await dockerCli(['image', 'inspect', '-f', '{{json .Config.Healthcheck.Test}}', image])).stdout) as string[];
+    assert.equal(health[0], 'CMD-SHELL');
+    const healthRun = await dockerCli(['exec', workerName, 'sh', '-c', health[1] ?? 'false']);
+    assert.equal(healthRun.exitCode, 0, `healthcheck: ${healthRun.stderr}`);
 
     assert.equal(await appliance.servicesRunning(), true);
     const audit = (await appliance.audit()).slice(2).map((e) => `${e.service}:${e.state}`);
