@@ -54,7 +54,7 @@ function dockerError(err: unknown, container: string, engine: DockerEngineSettin
     });
   }
   if (e.statusCode === 409 && /not running|paused|restarting/i.test(e.message)) {
-    return notRunning(container, /paused/i.test(e.message) ? 'paused' : 'not running');
+    return notRunning(container, /is paused/i.test(e.message) ? 'paused' : 'not running');
   }
   if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH') {
     return new BackupError('DOCKER_UNREACHABLE', `cannot reach the Docker engine at ${engineName(engine)} (${e.code}) to ${action}; is dockerd running, and may this user use its socket?`, { cause: err });

@@ -118,6 +118,7 @@ export class SshExecutor implements Executor {
       await closed;
       await stdoutDone;
       preamble.flush();
+      exit ??= channelExits.get(channel);
       const stopped = stops.reason;
       const lost = exit === undefined && (stopped === undefined || (stopped.kind === 'failure' && isBrokenPipe(stopped.error)));
       if (lost) {
@@ -370,10 +371,23 @@ const supportedHostKeyAlgorithms = new Set([
   'ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-dss',
 ]);
 
+/**
+ * Exit statuses, recorded from the moment a channel opens: when the exit-status arrives in the
+ * same read as the exec's confirmation, ssh2 emits 'exit' before an awaiting caller could listen.
+ */
+const channelExits = new WeakMap<ClientChannel, Exit>();
+
 function execChannel(client: Client, command: string): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     try {
-      client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel)));
+      client.exec(command, (err, channel) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        channel.on('exit', (code: number | null, signal?: string) => channelExits.set(channel, { code, signal: signal ?? null }));
+        resolve(channel);
+      });
     } catch (err) {
       reject(err instanceof Error ? err : new Error(String(err)));
     }
