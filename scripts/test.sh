@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-setup.sh
+# The AWS SDK prints a Node 20 end-of-support notice in every process; the README states it once.
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 echo "== typecheck"; npx tsc --noEmit
 echo "== lint"; npx eslint .
 echo "== tests"
