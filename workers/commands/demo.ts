@@ -37,7 +37,7 @@ export const command: CliCommand = {
     const outDir = stringOption(ctx.values, 'out') ?? (await mkdtemp(join(tmpdir(), 'vcsa-backup-demo-')));
     const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
     const prefix = `vcsa-demo-${Date.now().toString(36)}`;
-    ctx.say(`demo: ${count} simulated VCSA 5.5 appliances, ${workerCount} workers, Redis ${redisUrl}, files in ${outDir}`);
+    ctx.say(`demo: ${count} simulated VCSA 5.5 appliances, ${workerCount} workers, Redis ${redisUrl}, files in ${outDir}${ctx.values['keep'] === true ? '' : ' (removed at the end; --keep keeps them)'}`);
 
     let fleet: SimFleet | undefined;
     const workers: ChildProcess[] = [];
@@ -156,12 +156,12 @@ async function backUpFleet(ctx: CliContext, config: Config): Promise<JobOutcome[
 }
 
 function printSummary(ctx: CliContext, config: Config, outcomes: readonly JobOutcome[]): void {
-  const rows = [['APPLIANCE', 'RESULT', 'DOWNTIME', 'SIZE (gz)', 'OBJECTS']];
+  const rows = [['APPLIANCE', 'RESULT', 'DOWNTIME', 'SIZE (gz)', 'OBJECT']];
   for (const o of outcomes) {
     if (o.ok) {
       const r: BackupJobResult = o.result;
-      rows.push([o.target, 'ok', formatDuration(r.quiesceMs), formatBytes(r.artifacts.reduce((s, a) => s + a.bytes, 0)), r.manifestKey]);
-      for (const a of r.artifacts) rows.push(['', '', '', formatBytes(a.bytes), a.key]);
+      r.artifacts.forEach((a, i) => rows.push(i === 0 ? [o.target, 'ok', formatDuration(r.quiesceMs), formatBytes(a.bytes), a.key] : ['', '', '', formatBytes(a.bytes), a.key]));
+      rows.push(['', '', '', '', `${r.manifestKey} (written last)`]);
     } else {
       rows.push([o.target, `FAILED ${o.code}`, '-', '-', o.message]);
     }
