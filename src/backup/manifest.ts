@@ -2,17 +2,29 @@
  * The manifest is the commit point of a backup: written last, after every artifact was uploaded
  * and verified. List, restore, verify and retention see only backups that have one.
  *
- * Layout: <prefix>/<target>/<backup id>/<file>.gz and <prefix>/<target>/<backup id>/manifest.json.
+ * Layout: <prefix>/<target>/<backup id>/<file>.gz (or <file>.gz.enc when encrypted) and <prefix>/<target>/<backup id>/manifest.json.
  * A backup id is the UTC start time in ISO 8601 basic format with milliseconds,
  * "20261126T020000.123Z": sortable as text, and without the colons that S3 consoles mangle.
  */
 export const manifestFormat = 1;
 export const manifestFileName = 'manifest.json';
 
+/** The manifest's record of an encrypted artifact. The object's own header says the same; the salt is not secret. */
+export interface ArtifactEncryption {
+  readonly algorithm: string;
+  readonly kdf?: string;
+  readonly N?: number;
+  readonly r?: number;
+  readonly p?: number;
+  /** base64 */
+  readonly salt?: string;
+  readonly chunkBytes?: number;
+}
+
 export interface ManifestArtifact {
   /** The dump's name in the profile: "vcdb", "inventory". */
   readonly name: string;
-  /** Stored file name: "postgres.sql.gz". */
+  /** Stored file name: "postgres.sql.gz", or "postgres.sql.gz.enc" when encrypted. */
   readonly file: string;
   readonly key: string;
   /** Size and sha256 of the object as stored in S3. */
@@ -22,7 +34,8 @@ export interface ManifestArtifact {
   readonly rawBytes: number;
   readonly rawSha256: string;
   readonly compression: 'gzip';
-  readonly encryption: null | { readonly algorithm: string };
+  /** null: stored as gzip. Otherwise how to decrypt it, passphrase aside (src/crypto/format.ts). */
+  readonly encryption: null | ArtifactEncryption;
   /** How `verify` loads it into a scratch database. */
   readonly format: 'plain-sql' | 'pg-custom';
 }
@@ -91,6 +104,10 @@ export function parseManifest(value: unknown, key: string): Manifest {
     const art = a as Record<string, unknown>;
     if (typeof art['key'] !== 'string' || typeof art['bytes'] !== 'number' || typeof art['sha256'] !== 'string') {
       fail(`artifacts[${i}] lacks key, bytes or sha256`);
+    }
+    const enc = art['encryption'];
+    if (enc !== undefined && enc !== null && (typeof enc !== 'object' || typeof (enc as Record<string, unknown>)['algorithm'] !== 'string')) {
+      fail(`artifacts[${i}].encryption is neither null nor { algorithm, … }`);
     }
   }
   return value as Manifest;

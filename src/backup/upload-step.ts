@@ -3,7 +3,8 @@ import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
-import { compressOnce } from './compress.ts';
+import { compressOnce, type CompressedFile } from './compress.ts';
+import { encryptOnce, type EncryptedFile } from './encrypt.ts';
 import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
 import { removeSpool, type SpoolRecord } from './spool.ts';
@@ -23,7 +24,7 @@ export interface UploadResult {
 }
 
 /**
- * spool → gzip → upload each artifact (verified by the store) → manifest.json last → delete the
+ * spool → gzip → (encrypt, when configured) → upload each artifact (verified by the store) → manifest.json last → delete the
  * spool. Idempotent: run it again after a failure and it picks up from the spool. The spool is
  * deleted only after the manifest, the commit point, is stored and verified.
  */
@@ -34,22 +35,35 @@ export async function uploadSpool(input: UploadStepInput): Promise<UploadResult>
   const artifacts: ManifestArtifact[] = [];
 
   const compressAt = Date.now();
-  const compressed = [];
+  const compressed: CompressedFile[] = [];
   for (const artifact of spool.artifacts) {
     emit({ target: spool.target, step: 'compress', artifact: artifact.name });
     compressed.push(await compressOnce(join(spool.dir, artifact.file), config.compression.level, signal));
   }
   timings['compressMs'] = Date.now() - compressAt;
 
+  // Encrypted after gzip: ciphertext does not compress. Once per spool, like compression.
+  const encryption = config.encryption;
+  const stored: (CompressedFile | EncryptedFile)[] = [...compressed];
+  if (encryption) {
+    const encryptAt = Date.now();
+    for (const [i, gz] of compressed.entries()) {
+      stored[i] = await encryptOnce(gz.path, encryption.passphrase, signal);
+    }
+    timings['encryptMs'] = Date.now() - encryptAt;
+    logger.debug({ ms: timings['encryptMs'] }, 'artifacts encrypted');
+  }
+
   const uploadAt = Date.now();
   for (const [i, artifact] of spool.artifacts.entries()) {
-    const gz = compressed[i];
+    const gz = stored[i];
     if (!gz) throw new Error('unreachable: compressed list shorter than artifacts');
-    const file = `${artifact.file}.gz`;
+    const encrypted = 'encryption' in gz ? gz.encryption : null;
+    const file = encrypted ? `${artifact.file}.gz.enc` : `${artifact.file}.gz`;
     const key = artifactKey(config.s3.prefix, spool.target, spool.id, file);
     emit({ target: spool.target, step: 'upload', artifact: artifact.name, bytes: 0, totalBytes: gz.bytes });
     const put = await store.putFile(key, gz.path, {
-      contentType: 'application/gzip',
+      contentType: encrypted ? 'application/octet-stream' : 'application/gzip',
       expectedSha256: gz.sha256,
       ...(signal ? { signal } : {}),
       onProgress: (sent, total) => emit({ target: spool.target, step: 'upload', artifact: artifact.name, bytes: sent, totalBytes: total }),
@@ -64,7 +78,7 @@ export async function uploadSpool(input: UploadStepInput): Promise<UploadResult>
       rawBytes: artifact.rawBytes,
       rawSha256: artifact.rawSha256,
       compression: 'gzip',
-      encryption: null,
+      encryption: encrypted,
       format: artifact.format,
     });
   }

@@ -33,8 +33,16 @@ export interface S3Config extends Omit<ParsedConfig['s3'], 'accessKeyId' | 'secr
   readonly sessionToken?: Secret;
 }
 
-export interface Config extends Omit<ParsedConfig, 'targets' | 's3'> {
+export interface EncryptionConfig {
+  /** Encrypts new backups; tried first when decrypting. */
+  readonly passphrase: Secret;
+  /** Tried in order after `passphrase` when decrypting older backups. */
+  readonly previousPassphrases: readonly Secret[];
+}
+
+export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption'> {
   readonly s3: S3Config;
+  readonly encryption?: EncryptionConfig;
   readonly targets: readonly TargetConfig[];
   /** Where the config came from, for messages. */
   readonly source: string;
@@ -66,7 +74,7 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string[] {
   const path = formatPath(issue.path);
-  if (issue.code === 'invalid_type' && valueAt(raw, issue.path) === undefined) return [`${path}: required`];
+  if ((issue.code === 'invalid_type' || issue.code === 'invalid_union') && valueAt(raw, issue.path) === undefined) return [`${path}: required`];
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field; remove it or check its spelling`);
   }
@@ -202,17 +210,46 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
   const ak = secret(accessKeyId, 's3.accessKeyId');
   const sk = secret(secretAccessKey, 's3.secretAccessKey');
   const st = secret(sessionToken, 's3.sessionToken');
+  const encryption = encryptionConfig(parsed.encryption, secret, issues);
   if (issues.length > 0) throw new ConfigError(issues);
 
   // REDIS_URL, when set, wins over the file: one switch for every command (DESIGN §6).
   const redisUrl = env['REDIS_URL'];
+  const { encryption: _encryptionRefs, ...rest } = parsed;
   return {
-    ...parsed,
+    ...rest,
+    ...(encryption ? { encryption } : {}),
     redis: { ...parsed.redis, ...(redisUrl ? { url: redisUrl } : {}) },
     s3: { ...s3rest, ...(ak ? { accessKeyId: ak } : {}), ...(sk ? { secretAccessKey: sk } : {}), ...(st ? { sessionToken: st } : {}) },
     targets,
     source: options.source ?? '(inline)',
   };
+}
+
+/** A short passphrase makes scrypt's cost moot: say so without saying anything about the value. */
+const minPassphraseLength = 12;
+
+function encryptionConfig(
+  refs: ParsedConfig['encryption'],
+  secret: (ref: SecretRef | undefined, field: string) => Secret | undefined,
+  issues: string[],
+): EncryptionConfig | undefined {
+  if (refs === undefined) return undefined;
+  const check = (value: Secret | undefined, field: string): Secret | undefined => {
+    if (value && value.reveal().length < minPassphraseLength) {
+      issues.push(`${field}: shorter than ${minPassphraseLength} characters; use a long random passphrase, e.g. \`openssl rand -base64 32\`, and keep a copy outside the backups`);
+    }
+    return value;
+  };
+  const passphrase = check(secret(refs.passphrase, 'encryption.passphrase'), 'encryption.passphrase');
+  const previousPassphrases = refs.previousPassphrases.map((ref, i) => secret(ref, `encryption.previousPassphrases[${i}]`));
+  if (!passphrase) return undefined;
+  return { passphrase, previousPassphrases: previousPassphrases.filter((p): p is Secret => p !== undefined) };
+}
+
+/** Every passphrase that may open a backup, in the order they are tried. */
+export function decryptionPassphrases(config: Config): Secret[] {
+  return config.encryption ? [config.encryption.passphrase, ...config.encryption.previousPassphrases] : [];
 }
 
 /** Reads and validates fleet.yaml. */

@@ -149,6 +149,17 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   compression: z.strictObject({ level: z.number().int().min(1).max(9).default(6) }).prefault({}),
+  /**
+   * Client-side encryption of every artifact (docs/restore.md, "Encryption"). Absent: artifacts
+   * are stored gzip only. Losing the passphrase loses the backups taken with it.
+   */
+  encryption: z
+    .strictObject({
+      passphrase: secretRef,
+      /** Tried in order after passphrase when decrypting: backups taken before a rotation. */
+      previousPassphrases: z.array(secretRef).default([]),
+    })
+    .optional(),
   retention: retentionSchema.prefault({}),
   worker: z
     .strictObject({

@@ -5,7 +5,10 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { HashingStream } from '../backup/hashing.ts';
 import type { Manifest, ManifestArtifact } from '../backup/manifest.ts';
-import { BackupError, errorMessage } from '../errors.ts';
+import type { Secret } from '../config/secret.ts';
+import { createDecryptStream } from '../crypto/decrypt-stream.ts';
+import { encryptionAlgorithm } from '../crypto/format.ts';
+import { BackupError, errorCode, errorMessage } from '../errors.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 
 export interface FetchedArtifact {
@@ -23,21 +26,39 @@ export interface FetchProgress {
 
 /**
  * Downloads every artifact of a backup into `dir`, checks each object's size and sha256 against
- * the manifest, then decompresses it and checks the dump's own size and sha256. Everything is
- * checked before the caller touches an appliance: a corrupted object fails here, with nothing
- * stopped (RESTORE_CHECKSUM_MISMATCH).
+ * the manifest, decrypts it if it is encrypted, then decompresses it and checks the dump's own
+ * size and sha256. Everything is checked before the caller touches an appliance: a corrupted
+ * object (RESTORE_CHECKSUM_MISMATCH), a wrong passphrase (DECRYPT_FAILED) or a missing one
+ * (ENCRYPTION_PASSPHRASE_MISSING, before any download) fails here, with nothing stopped.
  */
 export async function fetchArtifacts(
   store: ObjectStore,
   manifest: Manifest,
   dir: string,
-  options: { signal?: AbortSignal; onProgress?: (p: FetchProgress) => void } = {},
+  options: {
+    signal?: AbortSignal;
+    onProgress?: (p: FetchProgress) => void;
+    /** For encrypted artifacts: encryption.passphrase, then encryption.previousPassphrases. */
+    passphrases?: readonly Secret[];
+  } = {},
 ): Promise<FetchedArtifact[]> {
+  const passphrases = options.passphrases ?? [];
+  for (const artifact of manifest.artifacts) {
+    if (!artifact.encryption) continue;
+    if (artifact.encryption.algorithm !== encryptionAlgorithm) {
+      throw new BackupError('RESTORE_UNSUPPORTED', `${artifact.key} is encrypted with ${artifact.encryption.algorithm}; this version reads only ${encryptionAlgorithm}`, { permanent: true });
+    }
+    if (passphrases.length === 0) {
+      throw new BackupError(
+        'ENCRYPTION_PASSPHRASE_MISSING',
+        `backup ${manifest.target}/${manifest.id} is encrypted (${artifact.key}), but the config has no encryption.passphrase; ` +
+          'set encryption.passphrase (or encryption.previousPassphrases) to the passphrase it was taken with. Nothing on the appliance was touched.',
+        { permanent: true },
+      );
+    }
+  }
   const fetched: FetchedArtifact[] = [];
   for (const artifact of manifest.artifacts) {
-    if (artifact.encryption) {
-      throw new BackupError('RESTORE_UNSUPPORTED', `${artifact.key} is encrypted (${artifact.encryption.algorithm}); this version cannot decrypt it`, { permanent: true });
-    }
     const gzPath = join(dir, artifact.file);
     const hasher = new HashingStream();
     if (options.onProgress) {
@@ -56,13 +77,17 @@ export async function fetchArtifacts(
       );
     }
 
-    const rawName = artifact.file.endsWith('.gz') ? artifact.file.slice(0, -3) : `${artifact.file}.raw`;
+    const storedName = artifact.encryption && artifact.file.endsWith('.enc') ? artifact.file.slice(0, -4) : artifact.file;
+    const rawName = storedName.endsWith('.gz') ? storedName.slice(0, -3) : `${storedName}.raw`;
     const rawPath = join(dir, rawName);
     const rawHasher = new HashingStream();
+    // Decrypted on the way to gunzip: the plaintext gzip never touches the disk.
+    const decrypt = artifact.encryption ? [createDecryptStream(passphrases, { label: artifact.key })] : [];
     try {
-      await pipeline(createReadStream(gzPath), createGunzip(), rawHasher, createWriteStream(rawPath, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
+      await pipeline([createReadStream(gzPath), ...decrypt, createGunzip(), rawHasher, createWriteStream(rawPath, { mode: 0o600 })], options.signal ? { signal: options.signal } : {});
     } catch (err) {
       if (options.signal?.aborted) throw err;
+      if (errorCode(err).startsWith('DECRYPT_')) throw err;
       throw new BackupError('RESTORE_CHECKSUM_MISMATCH', `${artifact.key} matches its manifest but does not decompress (${errorMessage(err)}); restore another backup`, { permanent: true, cause: err });
     }
     // Only the dump is needed from here on; halve the disk a large restore needs.

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
-import type { Config } from '../config/load.ts';
+import { decryptionPassphrases, type Config } from '../config/load.ts';
 import { BackupError, errorCode, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
@@ -91,6 +91,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
       const emit = input.onProgress;
       fetched = await fetchArtifacts(store, entry.manifest, work.dir, {
         ...(signal ? { signal } : {}),
+        passphrases: decryptionPassphrases(config),
         ...(emit ? { onProgress: (p: { artifact: string; bytes: number; totalBytes: number }) => emit({ step: 'download', artifact: p.artifact, bytes: p.bytes, totalBytes: p.totalBytes }) } : {}),
       });
       checksums = 'ok';
