@@ -112,16 +112,23 @@ void describe('verify: a restore drill into scratch databases', () => {
   void test('after a backup: the drill runs, then retention; a backup that fails its drill prunes nothing', async () => {
     const config = fx.config({ verify: { afterBackup: true }, retention: { keepLast: 1 } });
     const count = async (): Promise<number> => (await listBackups(fx.store, 'vcsa', 'vc1')).length;
+    // An older backup that keepLast 1 would prune, so that "nothing pruned" can fail.
+    await fx.backup('vc1');
     let bad;
-    for (let i = 0; i < 3; i++) {
+    let before = 0;
+    // A pair dumped without quiescing disagrees only if vpxd ticked between the two dumps: usually,
+    // not always, so try a few times (a passing one is pruned normally and we go on).
+    for (let i = 0; i < 5; i++) {
       const outcome = await fx.backup('vc1', { quiesce: { enabled: false } });
+      before = await count();
       bad = await afterBackup({ config, target: 'vc1', id: outcome.manifest.id, store: fx.store, logger: silentLogger });
       if (bad.verify && !bad.verify.ok) break;
     }
     assert.equal(bad?.verify?.ok, false);
     assert.equal(bad?.prune, null);
     assert.match(bad?.pruneSkipped ?? '', /failed verification/);
-    assert.ok((await count()) > 2);
+    assert.ok(before >= 2, 'there was something to prune');
+    assert.equal(await count(), before, 'a backup that fails its drill prunes nothing');
 
     const good = await fx.backup('vc1');
     const after = await afterBackup({ config, target: 'vc1', id: good.manifest.id, store: fx.store, logger: silentLogger });
