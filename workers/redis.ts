@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { BackupError, errorMessage } from '../src/errors.ts';
 
 /**
  * Workers block on Redis and must survive reconnects: no per-command retry limit (BullMQ
@@ -11,4 +12,33 @@ export function workerConnection(url: string): Redis {
 
 export function clientConnection(url: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
+}
+
+/** The URL without its password, for messages. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '****';
+    return u.toString();
+  } catch {
+    return '(unparsable redis.url)';
+  }
+}
+
+/**
+ * A CLI command's connection, connected before anything else happens: an unreachable Redis is
+ * one clear error (REDIS_UNREACHABLE, naming the URL without its password and the setting to
+ * fix), not a driver message from the middle of the command.
+ */
+export async function openClient(url: string): Promise<Redis> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    await redis.ping();
+    return redis;
+  } catch (err) {
+    redis.disconnect();
+    throw new BackupError('REDIS_UNREACHABLE', `cannot reach Redis at ${redactRedisUrl(url)} (${errorMessage(err)}); check redis.url in the config or REDIS_URL, and that Redis is running`, { cause: err });
+  }
 }

@@ -1,6 +1,6 @@
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
 import { syncSchedules } from '../producer.ts';
-import { clientConnection } from '../redis.ts';
+import { openClient } from '../redis.ts';
 
 export const command: CliCommand = {
   name: 'schedule',
@@ -11,7 +11,7 @@ export const command: CliCommand = {
   options: {},
   async run(ctx) {
     const config = ctx.config();
-    const redis = clientConnection(config.redis.url);
+    const redis = await openClient(config.redis.url);
     try {
       const { upserted, removed } = await syncSchedules(config, redis);
       if (ctx.json) {

@@ -3,7 +3,7 @@ import { formatBytes, formatDuration } from '../../src/cli/progress.ts';
 import { FleetLease } from '../../src/locks/fleet-lease.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { nextRuns } from '../producer.ts';
-import { clientConnection } from '../redis.ts';
+import { openClient } from '../redis.ts';
 
 export const command: CliCommand = {
   name: 'status',
@@ -12,7 +12,7 @@ export const command: CliCommand = {
   options: {},
   async run(ctx) {
     const config = ctx.config();
-    const redis = clientConnection(config.redis.url);
+    const redis = await openClient(config.redis.url);
     try {
       const state = new FleetState(redis, config.redis.prefix);
       const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger: ctx.logger });
