@@ -167,36 +167,32 @@ export class FleetLease {
     const deadline = Date.now() + options.waitMs;
     const pollMs = options.pollMs ?? 1000;
     let reported = false;
-    for (;;) {
-      options.signal?.throwIfAborted();
-      const handle = await this.tryAcquire(target);
-      if (handle) return handle;
-      if (!reported && options.onWaiting) {
-        reported = true;
-        options.onWaiting(await this.holders());
+    // One subscription to release messages for the whole wait, opened only if we have to wait.
+    let releases: ReleaseListener | undefined;
+    try {
+      for (;;) {
+        options.signal?.throwIfAborted();
+        const handle = await this.tryAcquire(target);
+        if (handle) return handle;
+        if (!reported && options.onWaiting) {
+          reported = true;
+          options.onWaiting(await this.holders());
+        }
+        if (Date.now() >= deadline) {
+          throw new BackupError('LEASE_TIMEOUT', `waited ${Math.round(options.waitMs / 1000)} s for a fleet quiesce slot (quiesce.maxConcurrent is ${this.#options.maxConcurrent}); will retry later`);
+        }
+        if (!releases) {
+          // Subscribe, then look again before waiting: a release published before the
+          // subscription was active would otherwise be missed until the next poll.
+          releases = new ReleaseListener(this.#redis, this.#channel);
+          await releases.ready;
+          continue;
+        }
+        await releases.next(Math.min(pollMs, Math.max(0, deadline - Date.now())), options.signal);
       }
-      if (Date.now() >= deadline) {
-        throw new BackupError('LEASE_TIMEOUT', `waited ${Math.round(options.waitMs / 1000)} s for a fleet quiesce slot (quiesce.maxConcurrent is ${this.#options.maxConcurrent}); will retry later`);
-      }
-      await this.#waitForRelease(Math.min(pollMs, Math.max(0, deadline - Date.now())), options.signal);
+    } finally {
+      releases?.close();
     }
-  }
-
-  async #waitForRelease(ms: number, signal?: AbortSignal): Promise<void> {
-    const sub = this.#redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: 1 });
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        sub.disconnect();
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal?.addEventListener('abort', done, { once: true });
-      sub.on('message', done);
-      sub.on('error', () => undefined);
-      sub.subscribe(this.#channel).catch(done);
-    });
   }
 
   #handle(target: string, token: number): LeaseHandle {
@@ -263,5 +259,51 @@ export class FleetLease {
   async redisNow(): Promise<number> {
     const [s, us] = await this.#redis.time();
     return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  }
+}
+
+/** Wakes a waiter when any slot is released (PUBLISH from the release scripts), or after a poll interval. */
+class ReleaseListener {
+  readonly #sub: Redis;
+  /** Settles once the subscription is active (or failed: then polling alone does the job). */
+  readonly ready: Promise<void>;
+  #wake: (() => void) | undefined;
+  /** A release seen while nobody waited (between a check and the next wait): don't sleep through it. */
+  #missed = false;
+
+  constructor(redis: Redis, channel: string) {
+    this.#sub = redis.duplicate({ maxRetriesPerRequest: null });
+    this.#sub.on('error', () => undefined);
+    this.#sub.on('message', () => {
+      if (this.#wake) this.#wake();
+      else this.#missed = true;
+    });
+    this.ready = this.#sub.subscribe(channel).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  next(ms: number, signal?: AbortSignal): Promise<void> {
+    if (this.#missed) {
+      this.#missed = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
+  }
+
+  close(): void {
+    this.#wake?.();
+    this.#sub.disconnect();
   }
 }
