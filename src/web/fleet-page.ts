@@ -57,7 +57,7 @@ function renderLease(view: FleetView): RawHtml {
 }
 
 function renderQueues(view: FleetView): RawHtml {
-  return html`${view.queues.map((q) => html`<span class="queue">${q.queue}: ${q.waiting} waiting, ${q.active} active, ${q.delayed} delayed, ${q.failed} failed</span> `)}`;
+  return html`${view.queues.map((q, i) => html`${i > 0 ? '; ' : ''}<span class="queue">${q.queue}: ${q.waiting} waiting, ${q.active} active, ${q.delayed} delayed, ${q.failed} failed</span>`)}`;
 }
 
 function renderSummary(view: FleetView): RawHtml {
