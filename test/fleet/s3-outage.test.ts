@@ -69,3 +69,52 @@ void describe('S3 down for a while, then back', () => {
     }
   });
 });
+
+/**
+ * Invariant 4 across a worker's death: the worker that dumped dies while its upload is failing.
+ * Another worker on the same host takes the job over and uploads from the spool: the appliance
+ * is still quiesced exactly once.
+ */
+void describe('worker killed while its upload is failing', () => {
+  let s3: EmbeddedS3 | undefined;
+  let port: number;
+  let bucket: string;
+  let h: FleetHarness;
+
+  before(async () => {
+    s3 = await startEmbeddedS3({ bucket: `outage-kill-${process.pid}` });
+    port = Number(new URL(s3.endpoint).port);
+    bucket = s3.bucket;
+    h = await startFleetHarness({ count: 1, workers: 2, s3Endpoint: s3.endpoint, s3Bucket: bucket, tune: { worker: { uploadAttempts: 100, backoffSeconds: 0.3 } } });
+  });
+  after(async () => {
+    await h?.close();
+    await s3?.stop();
+  });
+
+  void test('another worker uploads from the spool; one quiesce', async () => {
+    await s3?.stop();
+    s3 = undefined;
+    const t0 = Date.now();
+    const run = h.cli(['run', '--target', 'vc01', '--wait', '--json']);
+    await waitFor('vc01 quiesced and back', async () => quiesceIntervals(await h.audit()).some((i) => i.appliance === 'vc01' && i.from >= t0 && i.to !== null), 30_000);
+    await waitFor('an upload retry', async () => Number(await h.redis.hget(`${h.prefix}:target:vc01`, 'uploadRetries')) >= 1, 30_000);
+
+    // The target lock names the worker running the backup (host:pid:…|backup|…).
+    const lock = await h.redis.get(`${h.prefix}:lock:target:vc01`);
+    const pid = Number(lock?.split('|')[0]?.split(':')[1]);
+    const uploader = h.workers.find((w) => w.pid === pid);
+    assert.ok(uploader, `no worker of ours holds the lock (${lock})`);
+    await h.stopWorker(uploader, 'SIGKILL');
+    const survivor = h.workers.find((w) => w !== uploader);
+    assert.ok(survivor);
+
+    s3 = await startEmbeddedS3({ port, bucket });
+    const res = await run;
+    assert.equal(res.code, 0, res.stderr.slice(-3000));
+    assert.match(survivor.log(), /uploading from the spool of an earlier attempt/);
+    const intervals = quiesceIntervals(await h.audit()).filter((i) => i.appliance === 'vc01' && i.from >= t0);
+    assert.equal(intervals.length, 1, `vc01 quiesced ${intervals.length} times`);
+    assert.ok(await h.fleet.appliances[0]?.servicesRunning());
+  });
+});
