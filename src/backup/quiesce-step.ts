@@ -16,6 +16,12 @@ export interface QuiesceStepInput {
   readonly guard: QuiesceGuard;
   readonly signal?: AbortSignal;
   readonly onProgress?: ProgressListener;
+  /**
+   * Runs after the dumps, while the services are still stopped (quiesce.startServicesAfter:
+   * upload, the classic script's order). Its failure does not fail the step: the services are
+   * started and the spool is kept, so the upload is retried from it without quiescing again.
+   */
+  readonly whileQuiesced?: (spool: SpoolRecord) => Promise<void>;
 }
 
 /**
@@ -38,6 +44,19 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
     await executor.run('true', { timeoutMs: serviceTimeoutMs, ...(signal ? { signal } : {}) });
     timings['precheckMs'] = Date.now() - startedAt;
 
+    const recordFor = (artifacts: readonly SpoolArtifact[], window: SpoolRecord['quiesce']): SpoolRecord => ({
+      version: 1,
+      target: target.name,
+      id,
+      profile: profile.name,
+      appliance: executor.description,
+      host: spoolHost(),
+      dir: spool.dir,
+      createdAt: new Date(startedAt).toISOString(),
+      quiesce: window,
+      artifacts: [...artifacts],
+      timings: { ...timings },
+    });
     const quiesce = config.quiesce.enabled && profile.services.length > 0;
     await guard.assertHeld('stop');
     emit({ target: target.name, step: 'stop' });
@@ -65,6 +84,18 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
         logger.info({ artifact: dump.name, bytes: artifact.rawBytes, ms: artifact.dumpMs }, 'dumped');
         artifacts.push(artifact);
       }
+      if (input.whileQuiesced) {
+        // Written first, so that a failed upload can be retried from the spool.
+        const provisional = recordFor(artifacts, null);
+        await writeSpoolRecord(provisional);
+        await guard.assertHeld('upload');
+        try {
+          await input.whileQuiesced(provisional);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          logger.warn({ err }, 'upload with the services stopped failed; starting them, the upload is retried from the spool');
+        }
+      }
     } catch (err) {
       failure = err;
       failed = true;
@@ -85,21 +116,10 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
     const servicesBackAt = new Date();
     timings['dumpMs'] = artifacts.reduce((sum, a) => sum + a.dumpMs, 0);
 
-    const record: SpoolRecord = {
-      version: 1,
-      target: target.name,
-      id,
-      profile: profile.name,
-      appliance: executor.description,
-      host: spoolHost(),
-      dir: spool.dir,
-      createdAt: new Date(startedAt).toISOString(),
-      quiesce: startServices
-        ? { stoppedAt: stoppedAt.toISOString(), startedAt: servicesBackAt.toISOString(), ms: servicesBackAt.getTime() - stopAt }
-        : null,
+    const record = recordFor(
       artifacts,
-      timings,
-    };
+      startServices ? { stoppedAt: stoppedAt.toISOString(), startedAt: servicesBackAt.toISOString(), ms: servicesBackAt.getTime() - stopAt } : null,
+    );
     await writeSpoolRecord(record);
     return record;
   } catch (err) {

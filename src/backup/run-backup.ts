@@ -5,7 +5,8 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor, type Manifest } from './manifest.ts';
 import { noGuard, type ProgressListener, type QuiesceGuard } from './progress.ts';
 import { quiesceAndDump } from './quiesce-step.ts';
-import { uploadSpool } from './upload-step.ts';
+import type { SpoolRecord } from './spool.ts';
+import { uploadArtifacts, uploadSpool } from './upload-step.ts';
 
 export interface BackupInput {
   readonly config: Config;
@@ -38,6 +39,9 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     guard: input.guard ?? noGuard,
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
+    ...(input.config.quiesce.startServicesAfter === 'upload'
+      ? { whileQuiesced: (spool: SpoolRecord) => uploadArtifacts({ config: input.config, spool, store: input.store, logger: logger.child({ step: 'upload' }), ...(input.signal ? { signal: input.signal } : {}), ...(input.onProgress ? { onProgress: input.onProgress } : {}) }).then(() => undefined) }
+      : {}),
   });
   return uploadSpool({
     config: input.config,

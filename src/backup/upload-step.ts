@@ -1,3 +1,4 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
@@ -18,20 +19,27 @@ export interface UploadStepInput {
   readonly onProgress?: ProgressListener;
 }
 
+export interface UploadedArtifacts {
+  readonly artifacts: readonly ManifestArtifact[];
+  readonly timings: Readonly<Record<string, number>>;
+}
+
+const uploadedFile = 'uploaded.json';
+
 export interface UploadResult {
   readonly manifest: Manifest;
   readonly manifestKey: string;
 }
 
 /**
- * spool → gzip → (encrypt, when configured) → upload each artifact (verified by the store) → manifest.json last → delete the
- * spool. Idempotent: run it again after a failure and it picks up from the spool. The spool is
- * deleted only after the manifest, the commit point, is stored and verified.
+ * gzip → (encrypt) → upload and verify every artifact of a spool, without the manifest. Records
+ * what was uploaded in the spool (uploaded.json), so that committing later — after the services
+ * were started, with startServicesAfter: upload — does not send the objects again.
  */
-export async function uploadSpool(input: UploadStepInput): Promise<UploadResult> {
+export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedArtifacts> {
   const { config, spool, store, logger, signal } = input;
   const emit = input.onProgress ?? (() => undefined);
-  const timings: Record<string, number> = { ...spool.timings };
+  const timings: Record<string, number> = {};
   const artifacts: ManifestArtifact[] = [];
 
   const compressAt = Date.now();
@@ -83,6 +91,38 @@ export async function uploadSpool(input: UploadStepInput): Promise<UploadResult>
     });
   }
   timings['uploadMs'] = Date.now() - uploadAt;
+
+  const result: UploadedArtifacts = { artifacts, timings };
+  await writeFile(join(spool.dir, uploadedFile), JSON.stringify(result));
+  return result;
+}
+
+/** Artifacts an earlier call uploaded, if every one is still there with its size. */
+async function readUploaded(dir: string, store: ObjectStore): Promise<UploadedArtifacts | null> {
+  let recorded: UploadedArtifacts;
+  try {
+    recorded = JSON.parse(await readFile(join(dir, uploadedFile), 'utf8')) as UploadedArtifacts;
+  } catch {
+    return null;
+  }
+  for (const a of recorded.artifacts) {
+    const info = await store.head(a.key);
+    if (!info || info.bytes !== a.bytes) return null;
+  }
+  return recorded;
+}
+
+/**
+ * spool → gzip → (encrypt, when configured) → upload each artifact (verified by the store) → manifest.json last → delete the
+ * spool. Idempotent: run it again after a failure and it picks up from the spool. The spool is
+ * deleted only after the manifest, the commit point, is stored and verified.
+ */
+export async function uploadSpool(input: UploadStepInput): Promise<UploadResult> {
+  const { config, spool, store, logger, signal } = input;
+  const emit = input.onProgress ?? (() => undefined);
+  const uploaded = (await readUploaded(spool.dir, store)) ?? (await uploadArtifacts(input));
+  const timings: Record<string, number> = { ...spool.timings, ...uploaded.timings };
+  const artifacts = uploaded.artifacts;
 
   emit({ target: spool.target, step: 'manifest' });
   const manifest: Manifest = {

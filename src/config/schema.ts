@@ -135,6 +135,13 @@ export const configSchema = z.strictObject({
       /** The fleet lease; renewed every third of this. Longer than any plausible pause of a worker. */
       leaseSeconds: seconds.default(30),
       watchdogIntervalSeconds: seconds.default(10),
+      /**
+       * "dump" (default): services start as soon as the dumps are spooled; compression and upload
+       * run with the appliance back up. "upload": the classic script's order — services start
+       * after the artifacts are uploaded (the manifest follows), holding the fleet slot that long.
+       * If that upload fails, the services are started and it is retried from the spool.
+       */
+      startServicesAfter: z.enum(['dump', 'upload']).default('dump'),
       /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
       enabled: z.boolean().default(true),
       /** How long a job waits for a fleet slot before it is retried later. */

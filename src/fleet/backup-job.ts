@@ -10,7 +10,7 @@ import type { ProgressEvent } from '../backup/progress.ts';
 import { quiesceAndDump } from '../backup/quiesce-step.ts';
 import { servicesNotRunning } from '../backup/services.ts';
 import { readSpoolRecord, spoolHost, type SpoolRecord } from '../backup/spool.ts';
-import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
+import { uploadArtifacts, uploadSpool, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
@@ -171,6 +171,9 @@ async function quiesceWithLease(
         guard: handle.guard,
         signal,
         onProgress: progress,
+        ...(config.quiesce.startServicesAfter === 'upload'
+          ? { whileQuiesced: (spool: SpoolRecord) => uploadArtifacts({ config, spool, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }).then(() => undefined) }
+          : {}),
       });
     } catch (err) {
       failure = err;

@@ -17,6 +17,7 @@ import { dumpPairSequences } from '../../src/sim/dump-sequences.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
 import { createS3ObjectStore, type S3ObjectStore } from '../../src/storage/s3.ts';
 import type { Manifest } from '../../src/backup/manifest.ts';
+import type { ObjectStore, PutOptions } from '../../src/storage/object-store.ts';
 import { runCli, waitFor } from '../support/fleet.ts';
 import { s3ConfigFor } from '../support/s3.ts';
 
@@ -243,5 +244,72 @@ void describe('one appliance backed up to S3', () => {
     assert.ok(intervals[0]?.to !== null);
     assert.deepEqual(await filesUnder(spoolDir), []);
     assert.deepEqual(await objectKeys(), []);
+  });
+
+  /** The real store, with the time each write finished; `failFirstPut` makes the first artifact upload fail. */
+  const timedStore = (failFirstPut: boolean): { store: ObjectStore; puts: { key: string; at: number }[] } => {
+    const puts: { key: string; at: number }[] = [];
+    let failed = !failFirstPut;
+    const timed: ObjectStore = {
+      description: store.description,
+      bucket: store.bucket,
+      get: (key, options) => store.get(key, options),
+      getBytes: (key) => store.getBytes(key),
+      head: (key) => store.head(key),
+      list: (prefix) => store.list(prefix),
+      deleteMany: (keys) => store.deleteMany(keys),
+      abortIncompleteUploads: (prefix, age) => store.abortIncompleteUploads(prefix, age),
+      close: () => undefined,
+      putFile: async (key: string, path: string, options?: PutOptions) => {
+        if (!failed) {
+          failed = true;
+          throw new BackupError('S3_UNREACHABLE', 'injected: S3 went away during the upload');
+        }
+        const r = await store.putFile(key, path, options);
+        puts.push({ key, at: Date.now() });
+        return r;
+      },
+      putBytes: async (key: string, body: Uint8Array, options?: PutOptions) => {
+        const r = await store.putBytes(key, body, options);
+        puts.push({ key, at: Date.now() });
+        return r;
+      },
+    };
+    return { store: timed, puts };
+  };
+
+  void test('startServicesAfter: upload — the classic order: artifacts uploaded, then services started, then the manifest', async () => {
+    await clearBucket();
+    const { config, target } = setup({}, { quiesce: { startServicesAfter: 'upload' } });
+    const t0 = Date.now();
+    const { store: timed, puts } = timedStore(false);
+    const executor = createExecutor(target.executor, silentLogger);
+    const outcome = await runBackup({ config, target, executor, store: timed, logger: silentLogger }).finally(() => executor.close());
+    const windows = quiesceIntervals(await readAudit(auditLog)).filter((i) => i.from >= t0);
+    assert.equal(windows.length, 1);
+    const back = windows[0]?.to ?? 0;
+    const artifactPuts = puts.filter((p) => !p.key.endsWith('manifest.json'));
+    const manifestPut = puts.find((p) => p.key.endsWith('manifest.json'));
+    assert.equal(artifactPuts.length, 2, 'each artifact uploaded once');
+    for (const p of artifactPuts) assert.ok(p.at <= back, `${p.key} uploaded after the services were back`);
+    assert.ok(manifestPut && manifestPut.at >= back, 'the manifest is written after the services are back');
+    assert.ok((outcome.manifest.quiesce?.ms ?? 0) >= (outcome.manifest.timings['uploadMs'] ?? Infinity), 'the quiesce window covers the upload');
+    assert.equal(await sim.servicesRunning(), true);
+  });
+
+  void test('startServicesAfter: upload, the upload fails: services started, upload retried from the spool, one quiesce', async () => {
+    await clearBucket();
+    const { config, target } = setup({}, { quiesce: { startServicesAfter: 'upload' } });
+    const t0 = Date.now();
+    const { store: flaky, puts } = timedStore(true);
+    const executor = createExecutor(target.executor, silentLogger);
+    const outcome = await runBackup({ config, target, executor, store: flaky, logger: silentLogger }).finally(() => executor.close());
+    const windows = quiesceIntervals(await readAudit(auditLog)).filter((i) => i.from >= t0);
+    assert.equal(windows.length, 1, 'not quiesced again for the retry');
+    const back = windows[0]?.to ?? Infinity;
+    assert.ok(puts.every((p) => p.at >= back), 'the retried upload ran with the services up');
+    assert.deepEqual((await objectKeys()).length, 3);
+    assert.equal(outcome.manifest.artifacts.length, 2);
+    assert.deepEqual(await filesUnder(spoolDir), []);
   });
 });

@@ -105,3 +105,36 @@ void describe('quiesce.maxConcurrent 2', () => {
     assert.ok(allServicesRunningAtEnd(audit));
   });
 });
+
+/**
+ * quiesce.startServicesAfter: upload through the queue: the fleet slot is held through the
+ * upload (each manifest's quiesce window covers its upload), still one appliance at a time.
+ */
+void describe('startServicesAfter: upload, through workers', () => {
+  let h: FleetHarness;
+  before(async () => {
+    h = await startFleetHarness({ count: 2, workers: 2, tune: { quiesce: { startServicesAfter: 'upload' } } });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  void test('uploads inside the quiesce window, never two appliances at once', async () => {
+    const res = await h.cli(['run', '--wait', '--json']);
+    assert.equal(res.code, 0, res.stderr);
+    const doc = JSON.parse(res.stdout) as { backups: { manifestKey: string }[] };
+    assert.equal(doc.backups.length, 2);
+    const store = createS3ObjectStore(h.config().s3, silentLogger);
+    try {
+      for (const b of doc.backups) {
+        const m = JSON.parse((await store.getBytes(b.manifestKey)).toString()) as { quiesce: { ms: number }; timings: Record<string, number> };
+        assert.ok(m.quiesce.ms >= (m.timings['uploadMs'] ?? Infinity), `${b.manifestKey}: quiesce ${m.quiesce.ms} ms < upload ${m.timings['uploadMs']} ms`);
+      }
+    } finally {
+      store.close();
+    }
+    const intervals = quiesceIntervals(await h.audit());
+    assert.equal(maxConcurrentQuiesced(intervals), 1);
+    assert.ok(allServicesRunningAtEnd(await h.audit()));
+  });
+});
