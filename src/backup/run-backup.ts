@@ -5,7 +5,7 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor, type Manifest } from './manifest.ts';
 import { noGuard, type ProgressListener, type QuiesceGuard } from './progress.ts';
 import { quiesceAndDump } from './quiesce-step.ts';
-import type { SpoolRecord } from './spool.ts';
+import { removeSupersededSpools, type SpoolRecord } from './spool.ts';
 import { uploadArtifacts, uploadSpool } from './upload-step.ts';
 
 export interface BackupInput {
@@ -43,7 +43,7 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
       ? { whileQuiesced: (spool: SpoolRecord) => uploadArtifacts({ config: input.config, spool, store: input.store, logger: logger.child({ step: 'upload' }), ...(input.signal ? { signal: input.signal } : {}), ...(input.onProgress ? { onProgress: input.onProgress } : {}) }).then(() => undefined) }
       : {}),
   });
-  return uploadSpool({
+  const outcome = await uploadSpool({
     config: input.config,
     spool,
     store: input.store,
@@ -51,6 +51,9 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
   });
+  // Spools of earlier runs whose upload failed (this command does not retry them) are superseded now.
+  await removeSupersededSpools(input.config.spool.dir, input.target.name, outcome.manifest.id).catch(() => undefined);
+  return outcome;
 }
 
 /** The `backups[]` entry of `backup --json` and `run --wait --json` (DESIGN §6). */

@@ -70,6 +70,31 @@ export async function removeSpoolDebris(root: string, target: string): Promise<s
   return removed;
 }
 
+/**
+ * After a backup of `target` committed: removes this host's older complete spools of that target,
+ * left by backups that failed for good. They were kept in case someone retried them (nothing is
+ * deleted before it is safely in S3); a newer good backup now supersedes them. Call under the
+ * target lock.
+ */
+export async function removeSupersededSpools(root: string, target: string, newerThanId: string): Promise<string[]> {
+  const targetDir = join(root, target);
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir(targetDir);
+  } catch {
+    return removed;
+  }
+  for (const entry of entries) {
+    // Backup ids sort as text in time order.
+    if (entry >= newerThanId) continue;
+    const dir = join(targetDir, entry);
+    await rm(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
+
 /** Creates the backup's spool directory after checking there is room. Returns its undo. */
 export async function createSpoolDir(root: string, target: string, id: string, minFreeMiB: number): Promise<{ dir: string; remove: () => Promise<void> }> {
   await removeSpoolDebris(root, target);

@@ -9,7 +9,7 @@ import { backupIdFor } from '../backup/manifest.ts';
 import type { ProgressEvent } from '../backup/progress.ts';
 import { quiesceAndDump } from '../backup/quiesce-step.ts';
 import { servicesNotRunning } from '../backup/services.ts';
-import { readSpoolRecord, spoolHost, type SpoolRecord } from '../backup/spool.ts';
+import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadArtifacts, uploadSpool, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
@@ -117,6 +117,8 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
       quiesceMs: result.manifest.quiesce?.ms ?? 0,
       durationMs: Date.parse(result.manifest.completedAt) - Date.parse(result.manifest.createdAt),
     });
+    const superseded = await removeSupersededSpools(config.spool.dir, target.name, result.manifest.id).catch(() => []);
+    if (superseded.length > 0) logger.info({ removed: superseded }, 'removed spools of earlier backups that failed for good; this backup supersedes them');
     await deps.notifier?.backupSucceeded(target.name, { id: result.manifest.id, at: result.manifest.completedAt }).catch(() => undefined);
     if (deps.afterBackup) {
       await deps.afterBackup(target, result, logger).catch((err: unknown) => logger.error({ err }, 'after-backup task failed; the backup itself is good'));

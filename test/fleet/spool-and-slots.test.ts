@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spoolHost } from '../../src/backup/spool.ts';
@@ -60,6 +60,17 @@ void describe('a lost spool means a fresh dump, with the reason recorded', () =>
     assert.equal(state.lastSuccess?.id, result.id);
     const since = (await h.audit()).filter((e) => e.ts >= t0);
     assert.equal(quiesceIntervals(since).length, 1, 'dumped once more, no more');
+  });
+
+  void test('a newer good backup removes the spool a failed-for-good backup left behind', async () => {
+    const root = h.config().spool.dir;
+    const old = join(root, 'vc01', '20200101T000000.000Z');
+    await mkdir(old, { recursive: true });
+    await writeFile(join(old, 'spool.json'), '{}');
+    await writeFile(join(old, 'postgres.sql'), 'an old dump nobody uploaded');
+    const result = await runJob({ target: 'vc01', runId: 'r3', trigger: 'run' });
+    assert.ok(result.id > '20200101T000000.000Z');
+    await assert.rejects(stat(old), { code: 'ENOENT' });
   });
 
   void test('spool on another host', async () => {
