@@ -44,30 +44,37 @@ export function spoolDirFor(root: string, target: string, id: string): string {
   return join(root, target, id);
 }
 
+/** Removes the spool directories of `target` on this host that `remove` picks; returns their paths. */
+async function removeSpoolDirs(root: string, target: string, remove: (dir: string, id: string) => Promise<boolean>): Promise<string[]> {
+  const targetDir = join(root, target);
+  let entries: string[];
+  try {
+    entries = await readdir(targetDir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const id of entries) {
+    const dir = join(targetDir, id);
+    if (!(await remove(dir, id))) continue;
+    await rm(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
+
 /**
  * Removes this target's spool directories that never got a spool.json: dumps interrupted by a
  * crash. Only called under the target lock, so no dump of this target is running on this host.
  * Complete spools (with spool.json) are left alone: they hold a backup not yet uploaded.
  */
-export async function removeSpoolDebris(root: string, target: string): Promise<string[]> {
-  const targetDir = join(root, target);
-  const removed: string[] = [];
-  let entries: string[];
-  try {
-    entries = await readdir(targetDir);
-  } catch {
-    return removed;
-  }
-  for (const entry of entries) {
-    const dir = join(targetDir, entry);
-    try {
-      await access(join(dir, spoolRecordFile));
-    } catch {
-      await rm(dir, { recursive: true, force: true });
-      removed.push(dir);
-    }
-  }
-  return removed;
+export function removeSpoolDebris(root: string, target: string): Promise<string[]> {
+  return removeSpoolDirs(root, target, (dir) =>
+    access(join(dir, spoolRecordFile)).then(
+      () => false,
+      () => true,
+    ),
+  );
 }
 
 /**
@@ -76,23 +83,9 @@ export async function removeSpoolDebris(root: string, target: string): Promise<s
  * deleted before it is safely in S3); a newer good backup now supersedes them. Call under the
  * target lock.
  */
-export async function removeSupersededSpools(root: string, target: string, newerThanId: string): Promise<string[]> {
-  const targetDir = join(root, target);
-  const removed: string[] = [];
-  let entries: string[];
-  try {
-    entries = await readdir(targetDir);
-  } catch {
-    return removed;
-  }
-  for (const entry of entries) {
-    // Backup ids sort as text in time order.
-    if (entry >= newerThanId) continue;
-    const dir = join(targetDir, entry);
-    await rm(dir, { recursive: true, force: true });
-    removed.push(dir);
-  }
-  return removed;
+export function removeSupersededSpools(root: string, target: string, newerThanId: string): Promise<string[]> {
+  // Backup ids sort as text in time order.
+  return removeSpoolDirs(root, target, (_dir, id) => Promise.resolve(id < newerThanId));
 }
 
 /** Creates the backup's spool directory after checking there is room. Returns its undo. */
