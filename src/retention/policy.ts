@@ -1,3 +1,5 @@
+import { newestFirst } from '../catalog/catalog.ts';
+import { formatBytes } from '../cli/progress.ts';
 import { BackupError } from '../errors.ts';
 
 /**
@@ -84,21 +86,9 @@ function weekKey(d: Date): string {
   return `${t.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
 }
 
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
-}
-
 export function planRetention<T extends RetentionCandidate>(backups: readonly T[], policy: RetentionPolicy, now: Date, target = 'this target'): RetentionPlan<T> {
   assertValidPolicy(policy);
-  const sorted = [...backups].sort((a, b) => b.at.getTime() - a.at.getTime() || (a.id < b.id ? 1 : -1));
+  const sorted = [...backups].sort(newestFirst);
   const reasons: Record<string, string> = {};
   const future = sorted.filter((b) => b.at.getTime() > now.getTime());
   for (const b of future) reasons[b.id] = `timestamp ${b.at.toISOString()} is in the future (clock skew?): never deleted`;

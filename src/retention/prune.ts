@@ -1,5 +1,5 @@
 import { targetPrefix } from '../backup/manifest.ts';
-import { newestFirst, readManifest, scanTarget, type StoredBackup } from '../catalog/catalog.ts';
+import { readManifest, scanTarget, type StoredBackup } from '../catalog/catalog.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -91,7 +91,6 @@ export async function pruneTarget(input: PruneInput): Promise<PruneResult> {
       log.warn({ manifestKey: s.manifestKey, err }, 'manifest unreadable: left alone; check it by hand');
     }
   }
-  candidates.sort(newestFirst);
 
   const plan = planRetention(candidates, policy, now, target);
   if (plan.skipped) log.warn({ reason: plan.skipped }, 'pruning skipped');
