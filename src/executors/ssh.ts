@@ -85,10 +85,6 @@ export class SshExecutor implements Executor {
       }
       interruptStart = undefined;
       const { channel, preamble } = started;
-      let exit: Exit | undefined;
-      channel.on('exit', (code: number | null, signal?: string) => {
-        exit = { code, signal: signal ?? null };
-      });
       const closed = new Promise<void>((resolve) => {
         giveUp = resolve;
         channel.once('close', () => resolve());
@@ -118,7 +114,7 @@ export class SshExecutor implements Executor {
       await closed;
       await stdoutDone;
       preamble.flush();
-      exit ??= channelExits.get(channel);
+      const exit = channelExits.get(channel);
       const stopped = stops.reason;
       const lost = exit === undefined && (stopped === undefined || (stopped.kind === 'failure' && isBrokenPipe(stopped.error)));
       if (lost) {
