@@ -7,6 +7,8 @@ import type { DumpSpec } from '../profiles/profile.ts';
 import { HashingStream } from './hashing.ts';
 import type { SpoolArtifact } from './spool.ts';
 
+const progressIntervalMs = 250;
+
 /**
  * Runs one dump command and streams its stdout into the spool, hashing on the way. The exit
  * code is checked (the classic script never did); an empty dump is a failure too.
@@ -22,8 +24,15 @@ export async function dumpToSpool(
   const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
   const hasher = new HashingStream();
   if (options.onBytes) {
+    // A chunk arrives every 64 KiB; progress readers (terminal, Redis) need a few a second.
     const onBytes = options.onBytes;
-    hasher.on('data', () => onBytes(hasher.bytes));
+    let last = 0;
+    hasher.on('data', () => {
+      const now = Date.now();
+      if (now - last < progressIntervalMs) return;
+      last = now;
+      onBytes(hasher.bytes);
+    });
   }
   hasher.pipe(file);
   const written = finished(file);

@@ -226,16 +226,17 @@ async function uploadWithRetries(
   }
 }
 
-/** Progress to Redis at most once a second per target (dumps report every chunk). */
+/** Progress to Redis (job progress and fleet state): every step change, byte counts at most once a second. */
 function throttledProgress(state: FleetState, target: string, holder: string, job: JobHandle): (e: ProgressEvent) => void {
   let last = 0;
   let lastStep = '';
   return (event) => {
-    job.reportProgress(event);
     const now = Date.now();
-    if (event.step === lastStep && now - last < 1000) return;
+    const step = `${event.step} ${event.artifact ?? ''}`;
+    if (step === lastStep && now - last < 1000) return;
     last = now;
-    lastStep = event.step;
+    lastStep = step;
+    job.reportProgress(event);
     void state
       .setStep(target, {
         step: event.step,
