@@ -16,7 +16,7 @@ import { authChallenge, isAuthorized, resolveDashboardAuth, type DashboardAuth }
 import { renderFleetFragments, renderFleetPage } from '../src/web/fleet-page.ts';
 import { buildFleetView, type FleetView, type QueueDepth } from '../src/web/fleet-view.ts';
 import { metricsContentType, renderMetrics } from '../src/web/metrics.ts';
-import { nextRuns } from './producer.ts';
+import { schedulerNextRuns } from './producer.ts';
 import { backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
 
 export interface DashboardOptions {
@@ -52,11 +52,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   // bull-board and BullMQ queues need a connection that waits for Redis rather than failing.
   const queueRedis = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(n * 200, 2000) });
   queueRedis.on('error', (err) => logger.debug({ err: err.message }, 'dashboard queue connection error'));
-  const queues = [backupQueueName, triggerQueueName].map((name) => {
+  const [backupQueue, triggerQueue] = [backupQueueName, triggerQueueName].map((name) => {
     const q = new Queue(name, queueOptions(config, queueRedis));
     q.on('error', (err) => logger.debug({ err: err.message, queue: name }, 'dashboard queue error'));
     return q;
-  });
+  }) as [Queue, Queue];
+  const queues = [backupQueue, triggerQueue];
   const state = new FleetState(redis, config.redis.prefix);
   const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger });
 
@@ -70,12 +71,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     if (redis.status !== 'ready') await once(redis, 'ready', { signal: AbortSignal.timeout(2000) });
   };
 
-  const fleetView = async (): Promise<FleetView> => {
+  const readFleetView = async (): Promise<FleetView> => {
     await whenReady();
     const [states, holders, next, depths] = await Promise.all([
       state.all(config.targets.map((t) => t.name)),
       lease.holders(),
-      nextRuns(config, queueRedis).catch(() => new Map<string, number>()),
+      schedulerNextRuns(triggerQueue).catch(() => new Map<string, number>()),
       Promise.all(
         queues.map(async (q): Promise<QueueDepth> => {
           const c = await q.getJobCounts('waiting', 'active', 'delayed', 'failed');
@@ -85,6 +86,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     ]);
     return buildFleetView({ states, holders, nextRuns: next, queues: depths, staleHours: config.dashboard.staleHours, now: Date.now() });
   };
+  // Every open page polls /api/fleet and Prometheus scrapes /metrics: requests that arrive while
+  // a read of Redis is under way share it rather than each starting their own.
+  let reading: Promise<FleetView> | undefined;
+  const fleetView = (): Promise<FleetView> =>
+    (reading ??= readFleetView().finally(() => {
+      reading = undefined;
+    }));
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://dashboard.invalid');

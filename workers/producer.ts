@@ -50,14 +50,19 @@ export async function syncSchedules(config: Config, connection: Redis): Promise<
 export async function nextRuns(config: Config, connection: Redis): Promise<Map<string, number>> {
   const queue = new Queue(triggerQueueName, queueOptions(config, connection));
   try {
-    const out = new Map<string, number>();
-    for (const s of await queue.getJobSchedulers(0, -1)) {
-      if (s.key.startsWith('nightly.') && s.next) out.set(s.key.slice('nightly.'.length), s.next);
-    }
-    return out;
+    return await schedulerNextRuns(queue);
   } finally {
     await queue.close();
   }
+}
+
+/** Next scheduled run per target (epoch ms), read from an open trigger queue. */
+export async function schedulerNextRuns(triggerQueue: Queue): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const s of await triggerQueue.getJobSchedulers(0, -1)) {
+    if (s.key.startsWith('nightly.') && s.next) out.set(s.key.slice('nightly.'.length), s.next);
+  }
+  return out;
 }
 
 export interface Enqueued {
