@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
 import { BackupError } from '../errors.ts';
-import { defaultPgBin } from './postgres.ts';
+import { defaultPgBin, runPgTool } from './postgres.ts';
 
 /**
  * What a simulated appliance's dumps say about its consistency: the newest vpxd event in a
@@ -35,21 +34,11 @@ export function inventorySequenceFromSql(sql: string | Buffer): number {
 
 /** inv_progress.seq in a pg_dump custom-format archive (what backup.sh writes). */
 export async function inventorySequenceFromArchive(archive: Buffer, pgBin = defaultPgBin): Promise<number> {
-  const child = spawn(`${pgBin}/pg_restore`, ['--data-only', '--table=inv_progress', '-f', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (b: Buffer) => out.push(b));
-  child.stderr.on('data', (b: Buffer) => err.push(b));
-  child.stdin.on('error', () => undefined);
-  child.stdin.end(archive);
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
+  const { code, stdout, stderr } = await runPgTool(`${pgBin}/pg_restore`, ['--data-only', '--table=inv_progress', '-f', '-'], archive, 'SIM_DUMP_UNEXPECTED');
   if (code !== 0) {
-    throw new BackupError('SIM_DUMP_UNEXPECTED', `pg_restore could not read the inventory archive: ${Buffer.concat(err).toString('utf8').trim()}`);
+    throw new BackupError('SIM_DUMP_UNEXPECTED', `pg_restore could not read the inventory archive: ${stderr.toString('utf8').trim()}`);
   }
-  return inventorySequenceFromSql(Buffer.concat(out).toString('utf8'));
+  return inventorySequenceFromSql(stdout.toString('utf8'));
 }
 
 /** Both sequences of a VCDB dump (plain SQL) and an inventory dump (custom archive). */

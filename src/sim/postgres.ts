@@ -47,26 +47,28 @@ export function quoteIdent(name: string): string {
  */
 export async function psql(url: string, sql: string, options: { pgBin?: string } = {}): Promise<string> {
   const bin = `${options.pgBin ?? defaultPgBin}/psql`;
-  const child = spawn(bin, ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', '-'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, PGAPPNAME: 'vcsa-sim' },
-  });
+  const { code, stdout, stderr } = await runPgTool(bin, ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', '-'], sql, 'SIM_PSQL_FAILED');
+  if (code !== 0) {
+    const db = new URL(url).pathname.slice(1);
+    throw new BackupError('SIM_PSQL_FAILED', `psql on database ${db} failed (exit ${String(code)}): ${stderr.toString('utf8').trim() || 'no error output'}`);
+  }
+  return stdout.toString('utf8');
+}
+
+/** Runs one of the PostgreSQL client binaries with `input` on its stdin and collects its output. */
+export async function runPgTool(bin: string, args: readonly string[], input: string | Buffer, errorCode: string): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PGAPPNAME: 'vcsa-sim' } });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout.on('data', (b: Buffer) => out.push(b));
   child.stderr.on('data', (b: Buffer) => err.push(b));
   child.stdin.on('error', () => undefined);
-  child.stdin.end(sql);
+  child.stdin.end(input);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
   }).catch((e: unknown) => {
-    throw new BackupError('SIM_PSQL_FAILED', `cannot run ${bin} (${(e as NodeJS.ErrnoException).code ?? String(e)}); install PostgreSQL 15 client binaries or set VCSA_SIM_PG_BIN`, { cause: e });
+    throw new BackupError(errorCode, `cannot run ${bin} (${(e as NodeJS.ErrnoException).code ?? String(e)}); install PostgreSQL 15 client binaries or set VCSA_SIM_PG_BIN`, { cause: e });
   });
-  if (code !== 0) {
-    const stderr = Buffer.concat(err).toString('utf8').trim();
-    const db = new URL(url).pathname.slice(1);
-    throw new BackupError('SIM_PSQL_FAILED', `psql on database ${db} failed (exit ${String(code)}): ${stderr || 'no error output'}`);
-  }
-  return Buffer.concat(out).toString('utf8');
+  return { code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
 }
