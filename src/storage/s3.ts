@@ -85,12 +85,6 @@ function checksumMode(config: S3Config): 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' {
   return mode === 'when-required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
 }
 
-async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, signal === undefined ? {} : { signal })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 async function sha256OfStream(body: Readable): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
@@ -212,7 +206,7 @@ class S3Store implements S3ObjectStore {
     // Known before the upload starts, so that it can go into the object's metadata.
     let sha256: string;
     try {
-      sha256 = options.expectedSha256 ?? (await sha256OfFile(localPath, signal));
+      sha256 = options.expectedSha256 ?? (await sha256OfStream(createReadStream(localPath, signal === undefined ? {} : { signal }))).sha256;
     } catch (err) {
       if (signal?.aborted) throw new AbortedError(`upload of ${key}`, signal.reason);
       throw new BackupError('LOCAL_FILE_UNREADABLE', `cannot read ${localPath}: ${(err as Error).message}`, { cause: err, details: { path: localPath, key } });
