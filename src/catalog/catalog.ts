@@ -79,27 +79,36 @@ export interface ListOptions {
   readonly onDamaged?: (key: string, reason: string) => void;
 }
 
-/** Complete backups of a target (those with a readable manifest), newest first. */
-export async function listBackups(store: ObjectStore, prefix: string, target: string, options: ListOptions = {}): Promise<CatalogEntry[]> {
-  const stored = await scanTarget(store, prefix, target);
-  const entries: CatalogEntry[] = [];
-  // Manifests are small; fetch a few at a time so a long history lists quickly.
+/**
+ * The manifests of the scanned backups that have one, read a few at a time (they are small; a
+ * long history lists quickly). A manifest that cannot be read or parsed is reported to
+ * `onDamaged` and left out.
+ */
+export async function readManifests(store: ObjectStore, stored: readonly StoredBackup[], options: ListOptions = {}): Promise<{ stored: StoredBackup & { manifestKey: string }; manifest: Manifest }[]> {
   const withManifest = stored.filter((s): s is StoredBackup & { manifestKey: string } => s.manifestKey !== null);
+  const read: { stored: StoredBackup & { manifestKey: string }; manifest: Manifest }[] = [];
   for (let i = 0; i < withManifest.length; i += 8) {
     const batch = withManifest.slice(i, i + 8);
     const results = await Promise.allSettled(batch.map((s) => readManifest(store, s.manifestKey)));
     results.forEach((result, j) => {
-      const key = batch[j]?.manifestKey ?? '';
+      const s = batch[j];
+      if (!s) return;
       if (result.status === 'fulfilled') {
-        entries.push(entryFor(result.value, key));
+        read.push({ stored: s, manifest: result.value });
       } else {
         const reason = errorMessage(result.reason);
-        options.logger?.warn({ manifestKey: key, reason }, 'manifest unreadable; backup not listed');
-        options.onDamaged?.(key, reason);
+        options.logger?.warn({ manifestKey: s.manifestKey, reason }, 'manifest unreadable; backup not listed');
+        options.onDamaged?.(s.manifestKey, reason);
       }
     });
   }
-  return entries.sort(newestFirst);
+  return read;
+}
+
+/** Complete backups of a target (those with a readable manifest), newest first. */
+export async function listBackups(store: ObjectStore, prefix: string, target: string, options: ListOptions = {}): Promise<CatalogEntry[]> {
+  const read = await readManifests(store, await scanTarget(store, prefix, target), options);
+  return read.map((r) => entryFor(r.manifest, r.stored.manifestKey)).sort(newestFirst);
 }
 
 /**

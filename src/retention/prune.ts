@@ -1,6 +1,5 @@
 import { targetPrefix } from '../backup/manifest.ts';
-import { readManifest, scanTarget, type StoredBackup } from '../catalog/catalog.ts';
-import { errorMessage } from '../errors.ts';
+import { readManifests, scanTarget, type StoredBackup } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { planRetention, type RetentionCandidate, type RetentionPolicy } from './policy.ts';
@@ -68,29 +67,25 @@ export async function pruneTarget(input: PruneInput): Promise<PruneResult> {
   const log = logger.child({ target, dryRun });
 
   const stored = await scanTarget(store, prefix, target);
-  const candidates: Candidate[] = [];
   const damaged: { key: string; reason: string }[] = [];
-  const orphans: StoredBackup[] = [];
-  for (const s of stored) {
-    if (s.manifestKey === null) {
-      if (now.getTime() - s.lastModified.getTime() >= orphanAge) orphans.push(s);
-      continue;
-    }
-    try {
-      const manifest = await readManifest(store, s.manifestKey);
-      const at = new Date(manifest.createdAt);
-      candidates.push({
-        id: s.id,
-        at: Number.isNaN(at.getTime()) ? s.lastModified : at,
-        bytes: manifest.artifacts.reduce((sum, a) => sum + a.bytes, 0),
-        stored: s,
-        manifestKey: s.manifestKey,
-      });
-    } catch (err) {
-      damaged.push({ key: s.manifestKey, reason: errorMessage(err) });
-      log.warn({ manifestKey: s.manifestKey, err }, 'manifest unreadable: left alone; check it by hand');
-    }
-  }
+  const orphans = stored.filter((s) => s.manifestKey === null && now.getTime() - s.lastModified.getTime() >= orphanAge);
+  const read = await readManifests(store, stored, {
+    onDamaged: (key, reason) => {
+      damaged.push({ key, reason });
+      log.warn({ manifestKey: key, reason }, 'manifest unreadable: left alone; check it by hand');
+    },
+  });
+  const candidates: Candidate[] = read.map(({ stored: s, manifest }) => {
+    const at = new Date(manifest.createdAt);
+    return {
+      id: s.id,
+      // An unparsable time must not make a backup look ancient: fall back to when it was written.
+      at: Number.isNaN(at.getTime()) ? s.lastModified : at,
+      bytes: manifest.artifacts.reduce((sum, a) => sum + a.bytes, 0),
+      stored: s,
+      manifestKey: s.manifestKey,
+    };
+  });
 
   const plan = planRetention(candidates, policy, now, target);
   if (plan.skipped) log.warn({ reason: plan.skipped }, 'pruning skipped');
