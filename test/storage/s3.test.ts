@@ -20,7 +20,8 @@ import { silentLogger } from '../../src/log.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
 import { s3ErrorToBackupError } from '../../src/storage/s3-errors.ts';
 import { createS3ObjectStore, partSizeFor, type S3ObjectStore } from '../../src/storage/s3.ts';
-import { closedPort, rawS3Client, s3ConfigFor } from '../support/s3.ts';
+import { rawS3Client, s3ConfigFor } from '../support/s3.ts';
+import { freePort } from '../support/sshd.ts';
 import { objectStoreContract, rejectsWithCode, sha256OfStream, writeRandomFile } from './contract.ts';
 
 const MiB = 1024 * 1024;
@@ -206,7 +207,7 @@ void describe('S3 store specifics', () => {
   });
 
   void test('an endpoint with nothing listening is S3_UNREACHABLE, retryable, and names the endpoint', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const store = createS3ObjectStore(s3ConfigFor({ ...s3, endpoint: `http://127.0.0.1:${port}` }));
     try {
       const path = join(dir, 'unreachable.bin');
@@ -238,7 +239,7 @@ void describe('S3 store specifics', () => {
     const accessKeyId = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
     const secretAccessKey = randomBytes(20).toString('base64');
     const sessionToken = `tok-${randomBytes(16).toString('hex')}`;
-    const port = await closedPort();
+    const port = await freePort();
     const config = s3ConfigFor(
       { ...s3, endpoint: `http://127.0.0.1:${port}` },
       { accessKeyId: new Secret(accessKeyId, 'env A'), secretAccessKey: new Secret(secretAccessKey, 'env B'), sessionToken: new Secret(sessionToken, 'env C') },

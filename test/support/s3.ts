@@ -1,8 +1,7 @@
 /**
  * S3 helpers for tests: an S3Config pointing at an embedded endpoint, a raw SDK client for
- * looking behind the store's back, and a port nothing listens on.
+ * looking behind the store's back.
  */
-import { createServer } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { S3Config } from '../../src/config/load.ts';
 import { Secret } from '../../src/config/secret.ts';
@@ -36,14 +35,4 @@ export function rawS3Client(s3: Pick<EmbeddedS3, 'endpoint' | 'region' | 'access
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
-}
-
-/** A loopback port that was free a moment ago and has nothing listening on it. */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
