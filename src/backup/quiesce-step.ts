@@ -21,7 +21,7 @@ export interface QuiesceStepInput {
    * upload, the classic script's order). Its failure does not fail the step: the services are
    * started and the spool is kept, so the upload is retried from it without quiescing again.
    */
-  readonly whileQuiesced?: (spool: SpoolRecord) => Promise<void>;
+  readonly whileQuiesced?: ((spool: SpoolRecord) => Promise<void>) | undefined;
 }
 
 /**

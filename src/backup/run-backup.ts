@@ -5,8 +5,8 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor, type Manifest } from './manifest.ts';
 import { noGuard, type ProgressListener, type QuiesceGuard } from './progress.ts';
 import { quiesceAndDump } from './quiesce-step.ts';
-import { removeSupersededSpools, type SpoolRecord } from './spool.ts';
-import { uploadArtifacts, uploadSpool } from './upload-step.ts';
+import { removeSupersededSpools } from './spool.ts';
+import { uploadSpool, uploadWhileQuiesced } from './upload-step.ts';
 
 export interface BackupInput {
   readonly config: Config;
@@ -30,6 +30,13 @@ export interface BackupOutcome {
 export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
   const id = input.id ?? backupIdFor(new Date());
   const logger = input.logger.child({ target: input.target.name, backupId: id });
+  const upload = {
+    config: input.config,
+    store: input.store,
+    logger: logger.child({ step: 'upload' }),
+    ...(input.signal ? { signal: input.signal } : {}),
+    ...(input.onProgress ? { onProgress: input.onProgress } : {}),
+  };
   const spool = await quiesceAndDump({
     config: input.config,
     target: input.target,
@@ -39,18 +46,9 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     guard: input.guard ?? noGuard,
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
-    ...(input.config.quiesce.startServicesAfter === 'upload'
-      ? { whileQuiesced: (spool: SpoolRecord) => uploadArtifacts({ config: input.config, spool, store: input.store, logger: logger.child({ step: 'upload' }), ...(input.signal ? { signal: input.signal } : {}), ...(input.onProgress ? { onProgress: input.onProgress } : {}) }).then(() => undefined) }
-      : {}),
+    whileQuiesced: uploadWhileQuiesced(upload),
   });
-  const outcome = await uploadSpool({
-    config: input.config,
-    spool,
-    store: input.store,
-    logger: logger.child({ step: 'upload' }),
-    ...(input.signal ? { signal: input.signal } : {}),
-    ...(input.onProgress ? { onProgress: input.onProgress } : {}),
-  });
+  const outcome = await uploadSpool({ ...upload, spool });
   // Spools of earlier runs whose upload failed (this command does not retry them) are superseded now.
   await removeSupersededSpools(input.config.spool.dir, input.target.name, outcome.manifest.id).catch(() => undefined);
   return outcome;

@@ -32,6 +32,17 @@ export interface UploadResult {
 }
 
 /**
+ * quiesce.startServicesAfter: upload (the classic order): the step that uploads the artifacts
+ * while the services are still stopped, for `quiesceAndDump`'s whileQuiesced; undefined otherwise.
+ */
+export function uploadWhileQuiesced(input: Omit<UploadStepInput, 'spool'>): ((spool: SpoolRecord) => Promise<void>) | undefined {
+  if (input.config.quiesce.startServicesAfter !== 'upload') return undefined;
+  return async (spool) => {
+    await uploadArtifacts({ ...input, spool });
+  };
+}
+
+/**
  * gzip → (encrypt) → upload and verify every artifact of a spool, without the manifest. Records
  * what was uploaded in the spool (uploaded.json), so that committing later — after the services
  * were started, with startServicesAfter: upload — does not send the objects again.

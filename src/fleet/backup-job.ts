@@ -10,7 +10,7 @@ import type { ProgressEvent } from '../backup/progress.ts';
 import { quiesceAndDump } from '../backup/quiesce-step.ts';
 import { servicesNotRunning } from '../backup/services.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
-import { uploadArtifacts, uploadSpool, type UploadResult } from '../backup/upload-step.ts';
+import { uploadSpool, uploadWhileQuiesced, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
@@ -162,9 +162,10 @@ async function quiesceWithLease(
       onWaiting: (holders) => logger.info({ holders: holders.map((h) => h.target) }, 'waiting for a fleet quiesce slot'),
     });
     logger.info({ token: handle.token }, 'fleet quiesce lease acquired');
-    let failure: unknown;
+    const release = (): Promise<void> => handle.release().catch((err: unknown) => logger.warn({ err }, 'lease release failed; it expires and the watchdog frees it'));
+    let spool: SpoolRecord;
     try {
-      return await quiesceAndDump({
+      spool = await quiesceAndDump({
         config,
         target,
         executor,
@@ -173,27 +174,25 @@ async function quiesceWithLease(
         guard: handle.guard,
         signal,
         onProgress: progress,
-        ...(config.quiesce.startServicesAfter === 'upload'
-          ? { whileQuiesced: (spool: SpoolRecord) => uploadArtifacts({ config, spool, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }).then(() => undefined) }
-          : {}),
+        whileQuiesced: uploadWhileQuiesced({ config, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }),
       });
     } catch (err) {
-      failure = err;
-      throw err;
-    } finally {
       // Free the slot only with the services confirmed running; otherwise let the lease expire
       // so the watchdog restarts them first (invariant 2).
-      let safe = failure === undefined;
-      if (!safe && config.quiesce.enabled) {
-        const down = await servicesNotRunning({ executor, services: target.boundProfile.services, timeoutMs: target.timeouts.serviceSeconds * 1000, logger }).catch(() => null);
-        safe = down !== null && down.length === 0;
-        if (!safe) logger.error({ down }, 'services not confirmed running; leaving the fleet slot to the watchdog');
-      } else if (!safe) {
-        safe = true;
+      const down = config.quiesce.enabled
+        ? await servicesNotRunning({ executor, services: target.boundProfile.services, timeoutMs: target.timeouts.serviceSeconds * 1000, logger }).catch(() => null)
+        : [];
+      if (down?.length === 0) {
+        await release();
+      } else {
+        logger.error({ down }, 'services not confirmed running; leaving the fleet slot to the watchdog');
+        handle.abandon();
       }
-      if (safe) await handle.release().catch((err: unknown) => logger.warn({ err }, 'lease release failed; it expires and the watchdog frees it'));
-      else handle.abandon();
+      throw err;
     }
+    // quiesceAndDump returns only once the services are confirmed running.
+    await release();
+    return spool;
   } finally {
     await executor.close().catch(() => undefined);
   }
