@@ -46,30 +46,33 @@ function alive(pid: number): boolean {
   }
 }
 
-/** One setup at a time across processes; a lock left by a dead process is taken over. */
-async function withSetupLock<T>(work: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 10 * 60_000;
+/**
+ * Runs `work` holding the lock file at `path`, one process at a time; a lock left by a dead
+ * process is taken over.
+ */
+export async function withFileLock<T>(path: string, timeoutMs: number, work: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const handle = await open(lockPath, 'wx');
+      const handle = await open(path, 'wx');
       await handle.writeFile(String(process.pid));
       await handle.close();
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
       if (!holder || !alive(holder)) {
-        await unlink(lockPath).catch(() => undefined);
+        await unlink(path).catch(() => undefined);
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`docker test setup: ${lockPath} held by pid ${holder} for 10 minutes`);
+      if (Date.now() > deadline) throw new Error(`lock ${path} held by pid ${holder} for ${Math.round(timeoutMs / 60_000)} minutes`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
   try {
     return await work();
   } finally {
-    await unlink(lockPath).catch(() => undefined);
+    await unlink(path).catch(() => undefined);
   }
 }
 
@@ -160,7 +163,7 @@ async function imageExists(docker: Docker): Promise<boolean> {
 export async function ensureDockerForTests(): Promise<Docker> {
   const docker = testDocker();
   if ((await engineAnswers()) && (await imageExists(docker))) return docker;
-  await withSetupLock(async () => {
+  await withFileLock(lockPath, 10 * 60_000, async () => {
     if (!(await engineAnswers())) await startDockerd();
     if (!(await imageExists(docker))) await buildTestImage(docker);
   });

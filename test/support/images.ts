@@ -12,11 +12,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureDockerForTests, testDocker, testImage } from './dockerd.ts';
+import { ensureDockerForTests, testDocker, testImage, withFileLock } from './dockerd.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const debianBaseImage = 'debian:bookworm-slim';
@@ -54,41 +54,9 @@ async function imageId(name: string): Promise<string | undefined> {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** One builder of `name` at a time across processes; a lock left by a dead process is taken over. */
-async function withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
-  const path = join(tmpdir(), `vcsa-backup-image-${name}.lock`);
-  const deadline = Date.now() + 15 * 60_000;
-  for (;;) {
-    try {
-      const handle = await open(path, 'wx');
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (!holder || !alive(holder)) {
-        await unlink(path).catch(() => undefined);
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`image build lock ${path} held by pid ${holder} for 15 minutes`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-  try {
-    return await work();
-  } finally {
-    await unlink(path).catch(() => undefined);
-  }
+/** One builder of `name` at a time across processes. */
+function withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
+  return withFileLock(join(tmpdir(), `vcsa-backup-image-${name}.lock`), 15 * 60_000, work);
 }
 
 /** The classic builder: Debian's docker.io has no buildx plugin, so BuildKit is not available. */
