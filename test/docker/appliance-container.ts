@@ -6,13 +6,12 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { readAudit, type AuditEntry } from '../../src/sim/audit.ts';
 import { testDocker } from '../support/dockerd.ts';
 import { ensureApplianceImage } from '../support/images.ts';
-import { freePort, makeKeyPair } from '../support/sshd.ts';
+import { freePort, makeKeyPair, portAccepts } from '../support/sshd.ts';
 
 export interface ExecResult {
   readonly exitCode: number;
@@ -156,17 +155,6 @@ export async function startApplianceContainer(options: ApplianceContainerOptions
     await remove();
     throw err;
   }
-}
-
-function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 /** Polls `check` until it returns something truthy. */

@@ -50,7 +50,8 @@ export async function makeKeyPair(dir: string, name: string): Promise<{ privateK
   return { privateKeyPath, privateKey: await readFile(privateKeyPath, 'utf8'), publicKey: await readFile(`${privateKeyPath}.pub`, 'utf8') };
 }
 
-function portAccepts(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on the loopback port. */
+export function portAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
     socket.once('connect', () => {
