@@ -56,7 +56,6 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   const state = new FleetState(connection, config.redis.prefix);
   // notify.webhook: failure/recovery from each job, stale alerts from a timer (deduplicated in Redis).
   const notifier = createNotifier(config, connection, logger);
-  const staleChecks = notifier?.startStaleChecks(config.targets.filter((t) => t.enabled).map((t) => t.name), config.notify.checkIntervalSeconds * 1000);
   const shutdown = new AbortController();
   const jobControllers = new Map<string, AbortController>();
   const jobDeps: BackupJobDeps = {
@@ -129,6 +128,8 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
 
   const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId });
   watchdog.start();
+  // Timers last, once nothing above can throw: close() is what stops them.
+  const staleChecks = notifier?.startStaleChecks(config.targets.filter((t) => t.enabled).map((t) => t.name), config.notify.checkIntervalSeconds * 1000);
   logger.info({ holderId, concurrency: config.worker.concurrency, targets: config.targets.length }, 'worker started');
 
   let closing: Promise<void> | undefined;
