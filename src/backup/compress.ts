@@ -11,25 +11,37 @@ export interface CompressedFile {
 }
 
 /**
- * gzip a spooled dump next to itself, once. The result's size and sha256 are kept in a sidecar
- * so that a retried upload does not compress again. Written under a temporary name and renamed:
- * a crash mid-compression leaves no file that looks finished.
+ * Writes `path` from `source` through `transform`, once. The result's size, sha256 and `record`
+ * are kept in a sidecar (`<path>.json`), so a retried upload reuses the file instead of writing
+ * it again (for encryption: under a new salt, different bytes). Written under a temporary name
+ * and renamed after the sidecar: a crash mid-way leaves nothing that looks finished.
+ * `isCurrent` rejects a finished file that an older format wrote.
  */
-export async function compressOnce(rawPath: string, level: number, signal?: AbortSignal): Promise<CompressedFile> {
-  const path = `${rawPath}.gz`;
+export async function transformFileOnce<R extends object>(
+  source: string,
+  path: string,
+  make: () => { transform: NodeJS.ReadWriteStream; record: R },
+  options: { signal?: AbortSignal | undefined; isCurrent?: (done: R) => boolean } = {},
+): Promise<CompressedFile & R> {
   const sidecar = `${path}.json`;
   try {
     await access(path);
-    const done = JSON.parse(await readFile(sidecar, 'utf8')) as { bytes: number; sha256: string };
-    return { path, bytes: done.bytes, sha256: done.sha256 };
+    const done = JSON.parse(await readFile(sidecar, 'utf8')) as { bytes: number; sha256: string } & R;
+    if (options.isCurrent?.(done) ?? true) return { ...done, path };
   } catch {
-    // not compressed yet (or interrupted): do it now
+    // not written yet (or interrupted): do it now
   }
   const tmp = `${path}.tmp`;
+  const { transform, record } = make();
   const hasher = new HashingStream();
-  await pipeline(createReadStream(rawPath), createGzip({ level }), hasher, createWriteStream(tmp, { mode: 0o600 }), signal ? { signal } : {});
-  const result = { bytes: hasher.bytes, sha256: hasher.digest() };
+  await pipeline(createReadStream(source), transform, hasher, createWriteStream(tmp, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
+  const result = { ...record, bytes: hasher.bytes, sha256: hasher.digest() };
   await writeFile(sidecar, JSON.stringify(result));
   await rename(tmp, path);
-  return { path, ...result };
+  return { ...result, path };
+}
+
+/** gzip a spooled dump next to itself (`<file>.gz`), once. */
+export function compressOnce(rawPath: string, level: number, signal?: AbortSignal): Promise<CompressedFile> {
+  return transformFileOnce(rawPath, `${rawPath}.gz`, () => ({ transform: createGzip({ level }), record: {} }), { signal });
 }
