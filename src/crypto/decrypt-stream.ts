@@ -35,11 +35,6 @@ export class DecryptStream extends Transform {
     this.#label = options.label ?? 'the encrypted artifact';
   }
 
-  /** The parsed header, once it has arrived. */
-  get header(): StreamHeader | null {
-    return this.#header;
-  }
-
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#pending.push(chunk);
     this.#drain().then(() => callback(), callback);

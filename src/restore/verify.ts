@@ -1,12 +1,12 @@
 import type { Redis } from 'ioredis';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
 import { decryptionPassphrases, type Config } from '../config/load.ts';
-import { BackupError, errorCode, errorMessage } from '../errors.ts';
+import { errorCode, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { checksFor, runChecks, type CheckResult, type ConsistencyCheck } from './consistency.ts';
-import { fetchArtifacts, type FetchedArtifact } from './fetch-artifacts.ts';
+import { fetchArtifacts, type FetchedArtifact, type FetchProgress } from './fetch-artifacts.ts';
 import { createScratchDatabase, defaultPgBinDir, loadCustomArchive, loadPlainSql, parseScratchUrl, tableStats, type ScratchDatabase, type TableStats } from './scratch-db.ts';
 import { createWorkDir } from './work-dir.ts';
 
@@ -92,7 +92,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
       fetched = await fetchArtifacts(store, entry.manifest, work.dir, {
         ...(signal ? { signal } : {}),
         passphrases: decryptionPassphrases(config),
-        ...(emit ? { onProgress: (p: { artifact: string; bytes: number; totalBytes: number }) => emit({ step: 'download', artifact: p.artifact, bytes: p.bytes, totalBytes: p.totalBytes }) } : {}),
+        ...(emit ? { onProgress: (p: FetchProgress) => emit({ step: 'download', artifact: p.artifact, bytes: p.bytes, totalBytes: p.totalBytes }) } : {}),
       });
       checksums = 'ok';
     } catch (err) {
@@ -189,9 +189,4 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
       .catch((err: unknown) => logger.warn({ err }, 'could not record the verification result in Redis'));
   }
   return report;
-}
-
-/** For callers that want an exception: a failed verification as a BackupError. */
-export function assertVerified(report: VerifyReport): void {
-  if (!report.ok) throw new BackupError('VERIFY_FAILED', `backup ${report.target}/${report.id} failed verification: ${report.message}`, { details: { problems: report.problems } });
 }
