@@ -211,10 +211,8 @@ async function restoreWhileQuiesced(args: {
 
   // Ask the appliance rather than infer from the error: the message must say what is true.
   const down = await servicesNotRunning({ executor, services: profile.services, timeoutMs: serviceTimeoutMs, logger }).catch(() => null);
-  const notRestored = plan
-    .map((p) => p.artifactName)
-    .filter((name) => !restored.includes(name))
-    .map((name) => (failedAt?.name === name ? `${name} (${errorMessage(failedAt.error)})` : `${name} (not attempted)`));
+  const missing = plan.map((p) => p.artifactName).filter((name) => !restored.includes(name));
+  const notRestored = missing.map((name) => (failedAt?.name === name ? `${name} (${errorMessage(failedAt.error)})` : `${name} (not attempted)`));
   const services =
     profile.services.length === 0 ? 'no services to start'
     : down === null ? 'could not check whether the services run: check the appliance'
@@ -228,7 +226,7 @@ async function restoreWhileQuiesced(args: {
     {
       cause: failure,
       permanent: errorCode(failure) !== 'LEASE_LOST',
-      details: { restored, notRestored: plan.map((p) => p.artifactName).filter((n) => !restored.includes(n)), cause: errorCode(failure), servicesDown: down },
+      details: { restored, notRestored: missing, cause: errorCode(failure), servicesDown: down },
     },
   );
 }
