@@ -1,4 +1,4 @@
-import type { JobsOptions, QueueOptions } from 'bullmq';
+import { Queue, type JobsOptions, type QueueOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../src/config/load.ts';
 
@@ -35,4 +35,19 @@ export function backupJobOptions(config: Config, target: string, runId: string):
     removeOnComplete: { age: 7 * 24 * 3600, count: 1000 },
     removeOnFail: { age: 30 * 24 * 3600, count: 1000 },
   };
+}
+
+/** Removes a fleet's queues and every other key under its prefix (the demo's and tests' cleanup). */
+export async function removeFleetKeys(redis: Redis, prefix: string): Promise<void> {
+  for (const name of [backupQueueName, triggerQueueName]) {
+    const q = new Queue(name, { connection: redis, prefix });
+    await q.obliterate({ force: true }).catch(() => undefined);
+    await q.close();
+  }
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
 }

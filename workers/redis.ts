@@ -10,8 +10,10 @@ export function workerConnection(url: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (n) => Math.min(n * 200, 2000) });
 }
 
+const clientOptions = { maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (n: number) => (n > 5 ? null : n * 200) };
+
 export function clientConnection(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
+  return new Redis(url, clientOptions);
 }
 
 /** The URL without its password, for messages. */
@@ -31,7 +33,7 @@ export function redactRedisUrl(url: string): string {
  * fix), not a driver message from the middle of the command.
  */
 export async function openClient(url: string): Promise<Redis> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
+  const redis = new Redis(url, { ...clientOptions, lazyConnect: true });
   redis.on('error', () => undefined);
   try {
     await redis.connect();

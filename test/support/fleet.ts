@@ -14,14 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadConfig, type Config } from '../../src/config/load.ts';
 import type { LeaseEntry } from '../../src/locks/fleet-lease.ts';
 import { readAudit, type AuditEntry } from '../../src/sim/audit.ts';
 import { startSimFleet, type SimFleet, type SimFleetOptions } from '../../src/sim/fleet.ts';
-import { backupQueueName, triggerQueueName } from '../../workers/queues.ts';
+import { removeFleetKeys } from '../../workers/queues.ts';
 
 export const binPath = fileURLToPath(new URL('../../bin/vcsa-backup.js', import.meta.url));
 
@@ -249,17 +248,7 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
 
 /** Obliterates the fleet's queues and deletes every key under its prefix. */
 export async function cleanRedis(redis: Redis, prefix: string): Promise<void> {
-  for (const name of [backupQueueName, triggerQueueName]) {
-    const q = new Queue(name, { connection: redis, prefix });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-  }
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await removeFleetKeys(redis, prefix);
 }
 
 /**

@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { Queue } from 'bullmq';
 import { exitCodes, intOption, stringOption, type CliCommand, type CliContext } from '../../src/cli/command.ts';
 import { formatBytes, formatDuration, ProgressPrinter } from '../../src/cli/progress.ts';
 import { loadConfig, type Config } from '../../src/config/load.ts';
@@ -15,7 +14,7 @@ import { allServicesRunningAtEnd, findOverlaps, maxConcurrentQuiesced, quiesceIn
 import { startSimFleet, type SimFleet } from '../../src/sim/fleet.ts';
 import type { BackupJobResult } from '../../src/fleet/backup-job.ts';
 import { enqueueBackups, waitForJobs, type JobOutcome } from '../producer.ts';
-import { backupQueueName, queueOptions, triggerQueueName } from '../queues.ts';
+import { removeFleetKeys } from '../queues.ts';
 import { clientConnection } from '../redis.ts';
 import { runDrill } from '../drill.ts';
 
@@ -176,17 +175,7 @@ function printSummary(ctx: CliContext, config: Config, outcomes: readonly JobOut
 async function cleanRedis(config: Config): Promise<void> {
   const redis = clientConnection(config.redis.url);
   try {
-    for (const name of [backupQueueName, triggerQueueName]) {
-      const q = new Queue(name, queueOptions(config, redis));
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-    }
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redis.prefix}:*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await removeFleetKeys(redis, config.redis.prefix);
   } finally {
     redis.disconnect();
   }
