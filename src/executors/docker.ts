@@ -28,7 +28,7 @@ interface DockerApiError extends Error {
   code?: string;
 }
 
-export function dockerClient(engine: DockerEngineSettings = {}): Docker {
+function dockerClient(engine: DockerEngineSettings = {}): Docker {
   if (engine.host) {
     if (engine.host.startsWith('unix://')) return new Docker({ socketPath: engine.host.slice('unix://'.length) });
     const url = new URL(engine.host.replace(/^tcp:/, 'http:'));

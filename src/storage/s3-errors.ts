@@ -94,7 +94,7 @@ function isNetworkError(err: unknown): boolean {
 }
 
 /** Replaces any revealed credential in text; a second line of defence behind our own messages. */
-export function scrubSecrets(text: string, secrets: readonly string[] = []): string {
+function scrubSecrets(text: string, secrets: readonly string[] = []): string {
   let out = text;
   for (const secret of secrets) {
     if (secret.length >= 4) out = out.split(secret).join('**redacted**');

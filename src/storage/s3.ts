@@ -34,7 +34,7 @@ const maxPartBytes = 5 * 1024 * MiB;
 /** S3 refuses DeleteObjects with more keys than this. */
 const deleteBatchLimit = 1000;
 /** User metadata key (sent as x-amz-meta-sha256): the sha256 of the object's bytes, hex. */
-export const sha256MetadataKey = 'sha256';
+const sha256MetadataKey = 'sha256';
 
 /** Knobs that fleet.yaml does not need; tests use them to exercise paging and verification. */
 export interface S3StoreTuning {
