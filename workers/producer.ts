@@ -119,23 +119,20 @@ export async function waitForJobs(
     while (pending.size > 0) {
       options.signal?.throwIfAborted();
       for (const [jobId, entry] of [...pending]) {
+        // State first, then the job: a job read after it finished carries its result or reason.
+        const state = await queue.getJobState(jobId);
         const job = await Job.fromId<BackupJobData, BackupJobResult>(queue, jobId);
         if (!job) {
           outcomes.push({ target: entry.target, ok: false, code: 'JOB_MISSING', message: `job ${jobId} is no longer in Redis (removed, or Redis lost its data)` });
           pending.delete(jobId);
           continue;
         }
-        const state = await job.getState();
         options.onProgress?.(entry.target, job.progress, state);
         if (state === 'completed') {
-          const done = (await Job.fromId<BackupJobData, BackupJobResult>(queue, jobId)) ?? job;
-          outcomes.push({ target: entry.target, ok: true, result: done.returnvalue });
+          outcomes.push({ target: entry.target, ok: true, result: job.returnvalue });
           pending.delete(jobId);
         } else if (state === 'failed') {
-          // The job read above may predate its failure: read it again for the reason.
-          const failed = (await Job.fromId<BackupJobData, BackupJobResult>(queue, jobId)) ?? job;
-          const f = decodeFailure(failed.failedReason);
-          outcomes.push({ target: entry.target, ok: false, ...f });
+          outcomes.push({ target: entry.target, ok: false, ...decodeFailure(job.failedReason) });
           pending.delete(jobId);
         }
       }
