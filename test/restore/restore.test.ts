@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BackupError } from '../../src/errors.ts';
@@ -11,18 +10,9 @@ import { readAudit } from '../../src/sim/audit.ts';
 import type { SimAppliance } from '../../src/sim/appliance.ts';
 import { inventorySequenceFromArchive, vcdbSequenceFromSql } from '../../src/sim/dump-sequences.ts';
 import type { BackupOutcome } from '../../src/backup/run-backup.ts';
+import { waitFor } from '../support/fleet.ts';
 import { rawS3Client } from '../support/s3.ts';
 import { createFixture, type Fixture } from './fixture.ts';
-
-async function waitFor<T>(what: string, check: () => Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(50);
-  }
-}
 
 /** md5 of a table's rows in a stable order: equal checksums, equal contents. */
 async function checksum(sim: SimAppliance, db: 'vcdb' | 'inventory', table: string, where = 'true'): Promise<string> {
@@ -65,7 +55,7 @@ void describe('restore onto a simulated VCSA 5.5', () => {
   };
 
   void test('round trip: objects deleted after the backup come back, objects created after it are gone, the rest is as it was', async () => {
-    await waitFor('vpxd to write events', async () => (await vc1.readSequences()).vcdb > 3);
+    await waitFor('vpxd to write events', async () => (await vc1.readSequences()).vcdb > 3, 15_000);
     await vc1.sql('vcdb', "INSERT INTO vpx_entity (name, type) VALUES ('vm-deleted-after-backup', 'vm'), ('vm-untouched', 'vm');");
     await vc1.sql('inventory', "SET ROLE vc; CREATE TABLE inv_object (name text PRIMARY KEY, kind text NOT NULL); INSERT INTO inv_object VALUES ('tag-deleted-after-backup', 'tag'), ('tag-untouched', 'tag');");
 
@@ -85,7 +75,7 @@ void describe('restore onto a simulated VCSA 5.5', () => {
     const moved = await waitFor('vpxd to move well past the backup', async () => {
       const s = await vc1.readSequences();
       return s.vcdb > seq.vcdb + 40 && s.inventory > seq.vcdb + 40 ? s : null;
-    });
+    }, 15_000);
     const auditBefore = (await readAudit(fx.auditLog)).length;
     const restoreStarted = new Date();
 

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { silentLogger } from '../../src/log.ts';
 import { verifyBackup } from '../../src/restore/verify.ts';
@@ -8,6 +7,7 @@ import { afterBackup } from '../../src/retention/after-backup.ts';
 import { listBackups } from '../../src/catalog/catalog.ts';
 import { readAudit } from '../../src/sim/audit.ts';
 import { targetStateKey } from '../../src/state/fleet-state.ts';
+import { waitFor } from '../support/fleet.ts';
 import { rawS3Client } from '../support/s3.ts';
 import { createFixture, type Fixture } from './fixture.ts';
 
@@ -22,11 +22,7 @@ void describe('verify: a restore drill into scratch databases', () => {
   before(async () => {
     fx = await createFixture(['vc1']);
     const sim = fx.appliances.get('vc1')!;
-    const deadline = Date.now() + 15_000;
-    while ((await sim.readSequences()).vcdb < 5) {
-      if (Date.now() > deadline) throw new Error('vpxd wrote no events');
-      await delay(50);
-    }
+    await waitFor('vpxd to write events', async () => (await sim.readSequences()).vcdb >= 5, 15_000);
   });
   after(async () => {
     await fx?.close();
