@@ -1,6 +1,7 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/load.ts';
+import { BackupError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
@@ -131,7 +132,8 @@ async function readUploaded(dir: string, store: ObjectStore): Promise<UploadedAr
 export async function uploadSpool(input: UploadStepInput): Promise<UploadResult> {
   const { config, spool, store, logger, signal } = input;
   const emit = input.onProgress ?? (() => undefined);
-  const uploaded = (await readUploaded(spool.dir, store)) ?? (await uploadArtifacts(input));
+  const reused = await readUploaded(spool.dir, store);
+  const uploaded = reused ?? (await uploadArtifacts(input));
   const timings: Record<string, number> = { ...spool.timings, ...uploaded.timings };
   const artifacts = uploaded.artifacts;
 
@@ -151,6 +153,13 @@ export async function uploadSpool(input: UploadStepInput): Promise<UploadResult>
   };
   const key = manifestKey(config.s3.prefix, spool.target, spool.id);
   await store.putBytes(key, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });
+  if (reused && !(await readUploaded(spool.dir, store))) {
+    // Objects uploaded by an earlier attempt vanished while the manifest was written (prune takes
+    // day-old objects without a manifest): withdraw the manifest and upload again next time.
+    await store.deleteMany([key]);
+    await rm(join(spool.dir, uploadedFile), { force: true });
+    throw new BackupError('S3_VERIFY_FAILED', `objects of backup ${spool.id} uploaded earlier are gone from ${store.description}; they will be uploaded again`);
+  }
   logger.info({ manifestKey: key }, 'backup committed');
   await removeSpool(spool.dir);
   return { manifest, manifestKey: key };
