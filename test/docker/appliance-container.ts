@@ -12,6 +12,7 @@ import { readAudit, type AuditEntry } from '../../src/sim/audit.ts';
 import { testDocker } from '../support/dockerd.ts';
 import { ensureApplianceImage } from '../support/images.ts';
 import { freePort, makeKeyPair, portAccepts } from '../support/sshd.ts';
+import { waitFor } from '../support/poll.ts';
 
 export interface ExecResult {
   readonly exitCode: number;
@@ -157,13 +158,4 @@ export async function startApplianceContainer(options: ApplianceContainerOptions
   }
 }
 
-/** Polls `check` until it returns something truthy. */
-export async function waitFor<T>(what: string, check: () => Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(50);
-  }
-}
+export { waitFor };

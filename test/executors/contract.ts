@@ -9,8 +9,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BackupError } from '../../src/errors.ts';
 import type { Executor } from '../../src/executors/executor.ts';
+import { waitFor, rejectsWithCode } from '../support/poll.ts';
 
 export interface ExecutorUnderTest {
   readonly executor: Executor;
@@ -74,25 +74,8 @@ export async function processesWith(marker: string): Promise<number[]> {
   return found;
 }
 
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+export { waitFor, rejectsWithCode };
 
-export async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<BackupError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof BackupError, `expected a BackupError ${code}, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  return assert.fail(`expected a rejection with ${code}, but it resolved`);
-}
 
 /** A unique `sleep` whose process can be found in /proc: `sleep 30.<digits>`. */
 function uniqueSleep(): string {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
+import { waitFor } from '../support/poll.ts';
 
 export interface BashResult {
   readonly exitCode: number;
@@ -32,16 +32,7 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** Polls until `check` returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(50);
-  }
-}
+export { waitFor };
 
 export function readPid(path: string): number {
   return Number(readFileSync(path, 'utf8').trim());

@@ -13,8 +13,8 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BackupError } from '../../src/errors.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
+import { rejectsWithCode } from '../support/poll.ts';
 
 export interface StoreUnderTest {
   readonly store: ObjectStore;
@@ -47,16 +47,7 @@ export async function writeRandomFile(path: string, bytes: number): Promise<stri
   return hash.digest('hex');
 }
 
-export async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<BackupError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof BackupError, `expected a BackupError ${code}, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected a rejection with ${code}, but it resolved`);
-}
+export { rejectsWithCode };
 
 async function listKeys(store: ObjectStore, prefix: string): Promise<string[]> {
   const keys: string[] = [];

@@ -12,7 +12,6 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -21,6 +20,7 @@ import type { LeaseEntry } from '../../src/locks/fleet-lease.ts';
 import { readAudit, type AuditEntry } from '../../src/sim/audit.ts';
 import { startSimFleet, type SimFleet, type SimFleetOptions } from '../../src/sim/fleet.ts';
 import { removeFleetKeys } from '../../workers/queues.ts';
+import { waitFor } from './poll.ts';
 
 export const binPath = fileURLToPath(new URL('../../bin/vcsa-backup.js', import.meta.url));
 
@@ -49,16 +49,7 @@ export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, tim
   });
 }
 
-/** Polls until `check` returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, pollMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(pollMs);
-  }
-}
+export { waitFor };
 
 export async function freePort(): Promise<number> {
   const server = createServer();
