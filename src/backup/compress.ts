@@ -13,14 +13,14 @@ export interface CompressedFile {
 /**
  * Writes `path` from `source` through `transform`, once. The result's size, sha256 and `record`
  * are kept in a sidecar (`<path>.json`), so a retried upload reuses the file instead of writing
- * it again (for encryption: under a new salt, different bytes). Written under a temporary name
+ * it again (for encryption: under a new file key, different bytes). Written under a temporary name
  * and renamed after the sidecar: a crash mid-way leaves nothing that looks finished.
  * `isCurrent` rejects a finished file that an older format wrote.
  */
 export async function transformFileOnce<R extends object>(
   source: string,
   path: string,
-  make: () => { transform: NodeJS.ReadWriteStream; record: R },
+  make: () => { transform: NodeJS.ReadWriteStream; record: R } | Promise<{ transform: NodeJS.ReadWriteStream; record: R }>,
   options: { signal?: AbortSignal | undefined; isCurrent?: (done: R) => boolean } = {},
 ): Promise<CompressedFile & R> {
   const sidecar = `${path}.json`;
@@ -32,7 +32,7 @@ export async function transformFileOnce<R extends object>(
     // not written yet (or interrupted): do it now
   }
   const tmp = `${path}.tmp`;
-  const { transform, record } = make();
+  const { transform, record } = await make();
   const hasher = new HashingStream();
   await pipeline(createReadStream(source), transform, hasher, createWriteStream(tmp, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
   const result = { ...record, bytes: hasher.bytes, sha256: hasher.digest() };

@@ -1,25 +1,35 @@
-import type { Secret } from '../config/secret.ts';
-import { createEncryptStream } from '../crypto/encrypt-stream.ts';
-import { encryptionAlgorithm, type EncryptionInfo } from '../crypto/format.ts';
+import type { EncryptionConfig } from '../config/load.ts';
+import { ageAlgorithm, createAgeEncryptStream, describeAgeTarget, type AgeEncryptionInfo, type AgeTarget } from '../crypto/age-stream.ts';
 import { transformFileOnce, type CompressedFile } from './compress.ts';
 
 export interface EncryptedFile extends CompressedFile {
-  readonly encryption: EncryptionInfo;
+  readonly encryption: AgeEncryptionInfo;
+}
+
+/** Suffix of an encrypted artifact's stored name: "postgres.sql.gz.age" opens with `age -d`. */
+export const encryptedSuffix = '.age';
+
+/**
+ * What new backups are encrypted to: the recipients when there are any (workers then hold no
+ * secret that decrypts), else the passphrase. New backups are always age; the old format is
+ * read-only.
+ */
+export function encryptionTarget(encryption: EncryptionConfig): AgeTarget {
+  if (encryption.recipients.length > 0) return { recipients: encryption.recipients };
+  if (!encryption.passphrase) throw new Error('unreachable: encryption without recipients or passphrase passed validation');
+  return { passphrase: encryption.passphrase };
 }
 
 /**
- * Encrypts a compressed dump next to itself (`<file>.gz.enc`), once: the encryption parameters
- * (salt included, it is not secret) are kept in the sidecar with the size and sha256, so a
- * retried upload sends the same bytes instead of encrypting again under a new salt.
+ * Encrypts a compressed dump next to itself (`<file>.gz.age`), once: a retried upload sends the
+ * same bytes instead of encrypting again (under a new file key). The sidecar records the
+ * recipients' public keys (never a secret) for the manifest.
  */
-export function encryptOnce(gzPath: string, passphrase: Secret, signal?: AbortSignal): Promise<EncryptedFile> {
+export function encryptOnce(gzPath: string, to: AgeTarget, signal?: AbortSignal): Promise<EncryptedFile> {
   return transformFileOnce(
     gzPath,
-    `${gzPath}.enc`,
-    () => {
-      const encrypt = createEncryptStream(passphrase);
-      return { transform: encrypt, record: { encryption: encrypt.info } };
-    },
-    { signal, isCurrent: (done) => done.encryption?.algorithm === encryptionAlgorithm },
+    `${gzPath}${encryptedSuffix}`,
+    async () => ({ transform: await createAgeEncryptStream(to), record: { encryption: describeAgeTarget(to) } }),
+    { signal, isCurrent: (done) => done.encryption?.algorithm === ageAlgorithm },
   );
 }

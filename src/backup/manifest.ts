@@ -1,30 +1,30 @@
+import type { AgeEncryptionInfo } from '../crypto/age-stream.ts';
+import type { EncryptionInfo } from '../crypto/format.ts';
+
 /**
  * The manifest is the commit point of a backup: written last, after every artifact was uploaded
  * and verified. List, restore, verify and retention see only backups that have one.
  *
- * Layout: <prefix>/<target>/<backup id>/<file>.gz (or <file>.gz.enc when encrypted) and <prefix>/<target>/<backup id>/manifest.json.
+ * Layout: <prefix>/<target>/<backup id>/<file>.gz (<file>.gz.age when encrypted) and <prefix>/<target>/<backup id>/manifest.json;
+ * `rekey` writes re-encrypted objects under <backup id>/rekey-<time>/ and rewrites the manifest in place.
  * A backup id is the UTC start time in ISO 8601 basic format with milliseconds,
  * "20261126T020000.123Z": sortable as text, and without the colons that S3 consoles mangle.
  */
 export const manifestFormat = 1;
 export const manifestFileName = 'manifest.json';
 
-/** The manifest's record of an encrypted artifact. The object's own header says the same; the salt is not secret. */
-export interface ArtifactEncryption {
-  readonly algorithm: string;
-  readonly kdf?: string;
-  readonly N?: number;
-  readonly r?: number;
-  readonly p?: number;
-  /** base64 */
-  readonly salt?: string;
-  readonly chunkBytes?: number;
-}
+/**
+ * The manifest's record of an encrypted artifact: how it is encrypted, never a secret. New
+ * backups use age (the recipients' public keys, or that a passphrase was used); backups of
+ * earlier versions carry the old aes-256-gcm-stream-v1 parameters (the salt is not secret) and
+ * stay readable until `rekey` converts them.
+ */
+export type ArtifactEncryption = AgeEncryptionInfo | EncryptionInfo;
 
 export interface ManifestArtifact {
   /** The dump's name in the profile: "vcdb", "inventory". */
   readonly name: string;
-  /** Stored file name: "postgres.sql.gz", or "postgres.sql.gz.enc" when encrypted. */
+  /** Stored file name: "postgres.sql.gz", or "postgres.sql.gz.age" when encrypted ("….gz.enc": the old format). */
   readonly file: string;
   readonly key: string;
   /** Size and sha256 of the object as stored in S3. */
@@ -34,7 +34,7 @@ export interface ManifestArtifact {
   readonly rawBytes: number;
   readonly rawSha256: string;
   readonly compression: 'gzip';
-  /** null: stored as gzip. Otherwise how to decrypt it, passphrase aside (src/crypto/format.ts). */
+  /** null: stored as gzip. Otherwise how it is encrypted, keys aside. */
   readonly encryption: null | ArtifactEncryption;
   /** How `verify` loads it into a scratch database. */
   readonly format: 'plain-sql' | 'pg-custom';
@@ -54,6 +54,8 @@ export interface Manifest {
   readonly quiesce: null | { readonly stoppedAt: string; readonly startedAt: string; readonly ms: number };
   readonly timings: Readonly<Record<string, number>>;
   readonly artifacts: readonly ManifestArtifact[];
+  /** When `rekey` last re-encrypted the artifacts (the manifest was rewritten then); absent if never. */
+  readonly rekeyedAt?: string;
 }
 
 export function backupIdFor(date: Date): string {
@@ -108,6 +110,14 @@ export function parseManifest(value: unknown, key: string): Manifest {
     const enc = art['encryption'];
     if (enc !== undefined && enc !== null && (typeof enc !== 'object' || typeof (enc as Record<string, unknown>)['algorithm'] !== 'string')) {
       fail(`artifacts[${i}].encryption is neither null nor { algorithm, … }`);
+    }
+    if (enc && (enc as Record<string, unknown>)['algorithm'] === 'age') {
+      const age = enc as Record<string, unknown>;
+      const recipients = age['recipients'];
+      const passphrase = age['passphrase'];
+      if (!Array.isArray(recipients) || !recipients.every((r) => typeof r === 'string')) fail(`artifacts[${i}].encryption.recipients is not a list of age public keys`);
+      if (passphrase !== null && (typeof passphrase !== 'object' || (passphrase as Record<string, unknown>)['kdf'] !== 'scrypt')) fail(`artifacts[${i}].encryption.passphrase is neither null nor { kdf: "scrypt", … }`);
+      if ((recipients as unknown[]).length === 0 && passphrase === null) fail(`artifacts[${i}].encryption names neither recipients nor a passphrase`);
     }
   }
   return value as Manifest;

@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
 import { compressOnce, type CompressedFile } from './compress.ts';
-import { encryptOnce, type EncryptedFile } from './encrypt.ts';
+import { encryptedSuffix, encryptionTarget, encryptOnce, type EncryptedFile } from './encrypt.ts';
 import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
 import { removeSpool, type SpoolRecord } from './spool.ts';
@@ -67,8 +67,9 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
   const stored: (CompressedFile | EncryptedFile)[] = [...compressed];
   if (encryption) {
     const encryptAt = Date.now();
+    const to = encryptionTarget(encryption);
     for (const [i, gz] of compressed.entries()) {
-      stored[i] = await encryptOnce(gz.path, encryption.passphrase, signal);
+      stored[i] = await encryptOnce(gz.path, to, signal);
     }
     timings['encryptMs'] = Date.now() - encryptAt;
     logger.debug({ ms: timings['encryptMs'] }, 'artifacts encrypted');
@@ -79,7 +80,7 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
     const gz = stored[i];
     if (!gz) throw new Error('unreachable: compressed list shorter than artifacts');
     const encrypted = 'encryption' in gz ? gz.encryption : null;
-    const file = encrypted ? `${artifact.file}.gz.enc` : `${artifact.file}.gz`;
+    const file = encrypted ? `${artifact.file}.gz${encryptedSuffix}` : `${artifact.file}.gz`;
     const key = artifactKey(config.s3.prefix, spool.target, spool.id, file);
     emit({ target: spool.target, step: 'upload', artifact: artifact.name, bytes: 0, totalBytes: gz.bytes });
     const put = await store.putFile(key, gz.path, {

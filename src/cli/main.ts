@@ -21,6 +21,7 @@ export const domainCommands: CommandRegistry = {
   restore: () => import('./commands/restore.ts'),
   verify: () => import('./commands/verify.ts'),
   prune: () => import('./commands/prune.ts'),
+  rekey: () => import('./commands/rekey.ts'),
 };
 
 const globalOptions: OptionSpec = {

@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.ts';
 import { builtinProfiles } from '../profiles/builtin.ts';
 import type { Profile } from '../profiles/profile.ts';
 import { bindProfile, type ResolvedProfile, unknownPlaceholders, resolveVariables } from '../profiles/render.ts';
+import { AgeIdentities, recipientProblem } from '../crypto/age-keys.ts';
 import { configSchema, type ParsedConfig } from './schema.ts';
 import { resolveSecret, type Secret, type SecretRef } from './secret.ts';
 
@@ -34,10 +35,14 @@ export interface S3Config extends Omit<ParsedConfig['s3'], 'accessKeyId' | 'secr
 }
 
 export interface EncryptionConfig {
-  /** Encrypts new backups; tried first when decrypting. */
-  readonly passphrase: Secret;
+  /** age X25519 public keys (age1…) new backups are encrypted to; none: the passphrase is used. */
+  readonly recipients: readonly string[];
+  /** Encrypts new backups when there are no recipients (age scrypt); tried first when decrypting. */
+  readonly passphrase?: Secret;
   /** Tried in order after `passphrase` when decrypting older backups. */
   readonly previousPassphrases: readonly Secret[];
+  /** age identities, read only when restore, verify or rekey decrypt (never by workers). */
+  readonly identities: AgeIdentities;
 }
 
 export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption'> {
@@ -210,7 +215,13 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
   const ak = secret(accessKeyId, 's3.accessKeyId');
   const sk = secret(secretAccessKey, 's3.secretAccessKey');
   const st = secret(sessionToken, 's3.sessionToken');
-  const encryption = encryptionConfig(parsed.encryption, secret, issues);
+  const encryption = encryptionConfig(parsed.encryption, secret, issues, env);
+  if (encryption && parsed.verify.afterBackup && encryption.recipients.length > 0 && encryption.identities.configured === 0) {
+    issues.push(
+      'verify.afterBackup: the drill decrypts each new backup, but backups are encrypted to encryption.recipients and encryption.identities is empty; ' +
+        'run `vcsa-backup verify` from a host that holds the identity instead (recommended: workers then hold nothing that decrypts), or add encryption.identities',
+    );
+  }
   if (issues.length > 0) throw new ConfigError(issues);
 
   // REDIS_URL, when set, wins over the file: one switch for every command (DESIGN §6).
@@ -233,6 +244,7 @@ function encryptionConfig(
   refs: ParsedConfig['encryption'],
   secret: (ref: SecretRef | undefined, field: string) => Secret | undefined,
   issues: string[],
+  env: NodeJS.ProcessEnv,
 ): EncryptionConfig | undefined {
   if (refs === undefined) return undefined;
   const check = (value: Secret | undefined, field: string): Secret | undefined => {
@@ -241,15 +253,31 @@ function encryptionConfig(
     }
     return value;
   };
+  const seen = new Map<string, number>();
+  refs.recipients.forEach((r, i) => {
+    const problem = recipientProblem(r);
+    if (problem) issues.push(`encryption.recipients[${i}]: ${problem}`);
+    const first = seen.get(r);
+    if (first !== undefined) issues.push(`encryption.recipients[${i}]: the same key as encryption.recipients[${first}]; list each recipient once`);
+    seen.set(r, i);
+  });
+  if (refs.recipients.length === 0 && refs.passphrase === undefined) {
+    issues.push('encryption: set recipients (age public keys, `age-keygen -y key.txt`) or passphrase: new backups need something to be encrypted to');
+  }
   const passphrase = check(secret(refs.passphrase, 'encryption.passphrase'), 'encryption.passphrase');
   const previousPassphrases = refs.previousPassphrases.map((ref, i) => secret(ref, `encryption.previousPassphrases[${i}]`));
-  if (!passphrase) return undefined;
-  return { passphrase, previousPassphrases: previousPassphrases.filter((p): p is Secret => p !== undefined) };
+  return {
+    recipients: refs.recipients,
+    ...(passphrase ? { passphrase } : {}),
+    previousPassphrases: previousPassphrases.filter((p): p is Secret => p !== undefined),
+    identities: new AgeIdentities(refs.identities, env),
+  };
 }
 
 /** Every passphrase that may open a backup, in the order they are tried. */
 export function decryptionPassphrases(config: Config): Secret[] {
-  return config.encryption ? [config.encryption.passphrase, ...config.encryption.previousPassphrases] : [];
+  const e = config.encryption;
+  return e ? [...(e.passphrase ? [e.passphrase] : []), ...e.previousPassphrases] : [];
 }
 
 /** Reads and validates fleet.yaml. */

@@ -157,14 +157,21 @@ export const configSchema = z.strictObject({
     .prefault({}),
   compression: z.strictObject({ level: z.number().int().min(1).max(9).default(6) }).prefault({}),
   /**
-   * Client-side encryption of every artifact (docs/restore.md, "Encryption"). Absent: artifacts
-   * are stored gzip only. Losing the passphrase loses the backups taken with it.
+   * Client-side encryption of every artifact with age (docs/restore.md, "Encryption"). Absent:
+   * artifacts are stored gzip only. New backups are encrypted to `recipients` (age X25519 public
+   * keys) or, without recipients, to `passphrase` (age's scrypt). Identities and older
+   * passphrases only decrypt (restore, verify, rekey).
    */
   encryption: z
     .strictObject({
-      passphrase: secretRef,
+      /** age public keys, "age1…" (`age-keygen -y key.txt`). Workers need nothing else. */
+      recipients: z.array(z.string()).default([]),
+      /** Encrypts new backups when there are no recipients; otherwise only decrypts. */
+      passphrase: secretRef.optional(),
       /** Tried in order after passphrase when decrypting: backups taken before a rotation. */
       previousPassphrases: z.array(secretRef).default([]),
+      /** age key files (AGE-SECRET-KEY-1… lines and # comments), read only by restore, verify and rekey. */
+      identities: z.array(secretRef).default([]),
     })
     .optional(),
   retention: retentionSchema.prefault({}),

@@ -4,7 +4,7 @@ import { BackupError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 /**
- * One backup (or restore) per appliance at a time (invariant 3): a Redis key per target, set with
+ * One backup (or restore, or rekey) per appliance at a time (invariant 3): a Redis key per target, set with
  * NX and a TTL, renewed while held, released only by the token that set it.
  */
 const renewScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
@@ -25,7 +25,7 @@ export function targetLockKey(prefix: string, target: string): string {
  */
 export async function acquireTargetLock(
   redis: Redis,
-  options: { prefix: string; target: string; holder: string; ttlMs: number; logger: Logger; purpose: 'backup' | 'restore'; waitMs?: number; signal?: AbortSignal },
+  options: { prefix: string; target: string; holder: string; ttlMs: number; logger: Logger; purpose: 'backup' | 'restore' | 'rekey'; waitMs?: number; signal?: AbortSignal },
 ): Promise<TargetLock> {
   const key = targetLockKey(options.prefix, options.target);
   const token = `${options.holder}|${options.purpose}|${randomUUID()}`;

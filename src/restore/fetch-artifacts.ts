@@ -1,15 +1,16 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { HashingStream } from '../backup/hashing.ts';
 import type { Manifest, ManifestArtifact } from '../backup/manifest.ts';
-import type { Secret } from '../config/secret.ts';
-import { createDecryptStream } from '../crypto/decrypt-stream.ts';
-import { encryptionAlgorithm } from '../crypto/format.ts';
+import { DecryptionKeys } from '../crypto/key-ring.ts';
+import { checkKeysOpen, gzipName, openArtifact } from '../crypto/open-artifact.ts';
 import { BackupError, errorCode, errorMessage } from '../errors.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
+
+const emptyKeys = new DecryptionKeys([]);
 
 export interface FetchedArtifact {
   readonly artifact: ManifestArtifact;
@@ -27,9 +28,10 @@ export interface FetchProgress {
 /**
  * Downloads every artifact of a backup into `dir`, checks each object's size and sha256 against
  * the manifest, decrypts it if it is encrypted, then decompresses it and checks the dump's own
- * size and sha256. Everything is checked before the caller touches an appliance: a corrupted
- * object (RESTORE_CHECKSUM_MISMATCH), a wrong passphrase (DECRYPT_FAILED) or a missing one
- * (ENCRYPTION_PASSPHRASE_MISSING, before any download) fails here, with nothing stopped.
+ * size and sha256. Everything is checked before the caller touches an appliance: a missing key
+ * (ENCRYPTION_IDENTITY_MISSING, ENCRYPTION_PASSPHRASE_MISSING) or a wrong one (DECRYPT_FAILED)
+ * fails before any download — each encrypted object's header is read first and opened with the
+ * configured keys — and a corrupted object (RESTORE_CHECKSUM_MISMATCH) before the next step.
  */
 export async function fetchArtifacts(
   store: ObjectStore,
@@ -38,53 +40,25 @@ export async function fetchArtifacts(
   options: {
     signal?: AbortSignal;
     onProgress?: (p: FetchProgress) => void;
-    /** For encrypted artifacts: encryption.passphrase, then encryption.previousPassphrases. */
-    passphrases?: readonly Secret[];
+    /** For encrypted artifacts: identities and passphrases (decryptionKeys(config.encryption)). */
+    keys?: DecryptionKeys;
   } = {},
 ): Promise<FetchedArtifact[]> {
-  const passphrases = options.passphrases ?? [];
-  for (const artifact of manifest.artifacts) {
-    if (!artifact.encryption) continue;
-    if (artifact.encryption.algorithm !== encryptionAlgorithm) {
-      throw new BackupError('RESTORE_UNSUPPORTED', `${artifact.key} is encrypted with ${artifact.encryption.algorithm}; this version reads only ${encryptionAlgorithm}`, { permanent: true });
-    }
-    if (passphrases.length === 0) {
-      throw new BackupError(
-        'ENCRYPTION_PASSPHRASE_MISSING',
-        `backup ${manifest.target}/${manifest.id} is encrypted (${artifact.key}), but the config has no encryption.passphrase; ` +
-          'set encryption.passphrase (or encryption.previousPassphrases) to the passphrase it was taken with. Nothing on the appliance was touched.',
-        { permanent: true },
-      );
-    }
-  }
+  const keys = options.keys ?? emptyKeys;
+  await checkKeysOpen(store, manifest, keys, options.signal);
   const fetched: FetchedArtifact[] = [];
   for (const artifact of manifest.artifacts) {
     const gzPath = join(dir, artifact.file);
-    const hasher = new HashingStream();
-    if (options.onProgress) {
-      const report = options.onProgress;
-      hasher.on('data', () => report({ artifact: artifact.name, bytes: hasher.bytes, totalBytes: artifact.bytes }));
-    }
-    const body = await store.get(artifact.key, options.signal ? { signal: options.signal } : {});
-    await pipeline(body, hasher, createWriteStream(gzPath, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
-    const sha256 = hasher.digest();
-    if (hasher.bytes !== artifact.bytes || sha256 !== artifact.sha256) {
-      throw new BackupError(
-        'RESTORE_CHECKSUM_MISMATCH',
-        `${artifact.key} does not match its manifest (stored ${hasher.bytes} bytes, sha256 ${sha256.slice(0, 16)}…; manifest says ${artifact.bytes} bytes, sha256 ${artifact.sha256.slice(0, 16)}…). ` +
-          'The object is damaged: restore another backup (vcsa-backup list). Nothing on the appliance was touched.',
-        { permanent: true, details: { key: artifact.key, bytes: hasher.bytes, sha256, expectedBytes: artifact.bytes, expectedSha256: artifact.sha256 } },
-      );
-    }
+    await downloadArtifact(store, artifact, gzPath, options);
 
-    const storedName = artifact.encryption && artifact.file.endsWith('.enc') ? artifact.file.slice(0, -4) : artifact.file;
+    const storedName = gzipName(artifact.file, artifact.encryption);
     const rawName = storedName.endsWith('.gz') ? storedName.slice(0, -3) : `${storedName}.raw`;
     const rawPath = join(dir, rawName);
     const rawHasher = new HashingStream();
     // Decrypted on the way to gunzip: the plaintext gzip never touches the disk.
-    const decrypt = artifact.encryption ? [createDecryptStream(passphrases, { label: artifact.key })] : [];
     try {
-      await pipeline([createReadStream(gzPath), ...decrypt, createGunzip(), rawHasher, createWriteStream(rawPath, { mode: 0o600 })], options.signal ? { signal: options.signal } : {});
+      const gzip = await openArtifact(gzPath, artifact, keys);
+      await pipeline([gzip, createGunzip(), rawHasher, createWriteStream(rawPath, { mode: 0o600 })], options.signal ? { signal: options.signal } : {});
     } catch (err) {
       if (options.signal?.aborted) throw err;
       if (errorCode(err).startsWith('DECRYPT_')) throw err;
@@ -103,4 +77,32 @@ export async function fetchArtifacts(
     fetched.push({ artifact, path: rawPath, rawBytes: rawHasher.bytes });
   }
   return fetched;
+}
+
+/**
+ * Downloads one stored object to `path` and checks its size and sha256 against the manifest
+ * (RESTORE_CHECKSUM_MISMATCH otherwise). Restore, verify and rekey read objects through this.
+ */
+export async function downloadArtifact(
+  store: ObjectStore,
+  artifact: ManifestArtifact,
+  path: string,
+  options: { signal?: AbortSignal; onProgress?: (p: FetchProgress) => void } = {},
+): Promise<void> {
+  const hasher = new HashingStream();
+  if (options.onProgress) {
+    const report = options.onProgress;
+    hasher.on('data', () => report({ artifact: artifact.name, bytes: hasher.bytes, totalBytes: artifact.bytes }));
+  }
+  const body = await store.get(artifact.key, options.signal ? { signal: options.signal } : {});
+  await pipeline(body, hasher, createWriteStream(path, { mode: 0o600 }), options.signal ? { signal: options.signal } : {});
+  const sha256 = hasher.digest();
+  if (hasher.bytes !== artifact.bytes || sha256 !== artifact.sha256) {
+    throw new BackupError(
+      'RESTORE_CHECKSUM_MISMATCH',
+      `${artifact.key} does not match its manifest (stored ${hasher.bytes} bytes, sha256 ${sha256.slice(0, 16)}…; manifest says ${artifact.bytes} bytes, sha256 ${artifact.sha256.slice(0, 16)}…). ` +
+        'The object is damaged: restore another backup (vcsa-backup list). Nothing on the appliance was touched.',
+      { permanent: true, details: { key: artifact.key, bytes: hasher.bytes, sha256, expectedBytes: artifact.bytes, expectedSha256: artifact.sha256 } },
+    );
+  }
 }

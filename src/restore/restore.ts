@@ -2,7 +2,8 @@ import { createReadStream } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { servicesNotRunning, stopServices, type StartServices } from '../backup/services.ts';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
-import { decryptionPassphrases, type Config, type TargetConfig } from '../config/load.ts';
+import type { Config, TargetConfig } from '../config/load.ts';
+import { decryptionKeys } from '../crypto/key-ring.ts';
 import { BackupError, combineErrors, errorCode, errorMessage } from '../errors.ts';
 import type { Executor } from '../executors/executor.ts';
 import { FleetLease, holderIdentity, type LeaseHandle } from '../locks/fleet-lease.ts';
@@ -98,7 +99,7 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreOutcome
     emit({ step: 'download' });
     const fetched = await fetchArtifacts(store, entry.manifest, work.dir, {
       ...(signal ? { signal } : {}),
-      passphrases: decryptionPassphrases(config),
+      keys: decryptionKeys(config.encryption),
       onProgress: (p) => emit({ step: 'download', artifact: p.artifact, bytes: p.bytes, totalBytes: p.totalBytes }),
     });
     logger.info({ artifacts: fetched.map((f) => ({ name: f.artifact.name, rawBytes: f.rawBytes })) }, 'downloaded and checked every artifact');

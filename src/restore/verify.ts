@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
-import { decryptionPassphrases, type Config } from '../config/load.ts';
+import type { Config } from '../config/load.ts';
+import { decryptionKeys } from '../crypto/key-ring.ts';
 import { errorCode, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
@@ -91,7 +92,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
       const emit = input.onProgress;
       fetched = await fetchArtifacts(store, entry.manifest, work.dir, {
         ...(signal ? { signal } : {}),
-        passphrases: decryptionPassphrases(config),
+        keys: decryptionKeys(config.encryption),
         ...(emit ? { onProgress: (p: FetchProgress) => emit({ step: 'download', artifact: p.artifact, bytes: p.bytes, totalBytes: p.totalBytes }) } : {}),
       });
       checksums = 'ok';

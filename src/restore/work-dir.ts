@@ -7,7 +7,7 @@ import { BackupError } from '../errors.ts';
  * A private directory for downloaded dumps, under the spool directory (sized for dumps, unlike
  * /tmp on many hosts). Returns the directory and its undo.
  */
-export async function createWorkDir(root: string | undefined, purpose: 'restore' | 'verify'): Promise<{ dir: string; remove: () => Promise<void> }> {
+export async function createWorkDir(root: string | undefined, purpose: 'restore' | 'verify' | 'rekey'): Promise<{ dir: string; remove: () => Promise<void> }> {
   const base = root ?? tmpdir();
   try {
     await mkdir(base, { recursive: true, mode: 0o700 });
