@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { Decrypter, generateIdentity, identityToRecipient } from 'age-encryption';
 import { encryptOnce } from '../../src/backup/encrypt.ts';
 import { decryptionPassphrases, parseConfig } from '../../src/config/load.ts';
 import { Secret } from '../../src/config/secret.ts';
-import { createDecryptStream } from '../../src/crypto/decrypt-stream.ts';
+import { decryptionKeys } from '../../src/crypto/key-ring.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 const base = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -28,7 +29,7 @@ function issuesOf(raw: unknown, env: NodeJS.ProcessEnv = {}): readonly string[] 
 }
 
 void describe('encryption config', () => {
-  void test('absent: no encryption, no passphrases to try', () => {
+  void test('absent: no encryption, no keys to try', () => {
     const config = parseConfig(base(), { env: {} });
     assert.equal(config.encryption, undefined);
     assert.deepEqual(decryptionPassphrases(config), []);
@@ -49,7 +50,7 @@ void describe('encryption config', () => {
   });
 
   void test('bad encryption settings name the field and never the value', () => {
-    assert.deepEqual(issuesOf(base({ encryption: {} })), ['encryption.passphrase: required']);
+    assert.deepEqual(issuesOf(base({ encryption: {} })), ['encryption: set recipients (age public keys, `age-keygen -y key.txt`) or passphrase: new backups need something to be encrypted to']);
     assert.deepEqual(issuesOf(base({ encryption: { passphrase: 'long-enough-passphrase', cipher: 'aes' } })), ['encryption.cipher: unknown field; remove it or check its spelling']);
     assert.deepEqual(issuesOf(base({ encryption: { passphrase: { env: 'VB_UNSET_PASS' } } })), ['encryption.passphrase: environment variable VB_UNSET_PASS is not set; export it or use { file: PATH }']);
     assert.match(issuesOf(base({ encryption: { passphrase: 'long-enough-passphrase', previousPassphrases: [{ file: '/nonexistent/old-pass' }] } })).join('\n'), /^encryption\.previousPassphrases\[0\]: cannot read secret file \/nonexistent\/old-pass/);
@@ -58,6 +59,48 @@ void describe('encryption config', () => {
     assert.match(short[0]!, /^encryption\.passphrase: shorter than 12 characters/);
     assert.ok(!short[0]!.includes('hunter2'));
     assert.match(issuesOf(base({ encryption: { passphrase: 42 } })).join('\n'), /^encryption\.passphrase: expected a string, \{ env: NAME \} or \{ file: PATH \}/);
+  });
+
+  void test('recipients are checked at load: each problem names its index, a pasted private key is never echoed', async () => {
+    const id = await generateIdentity();
+    const good = await identityToRecipient(id);
+    const config = parseConfig(base({ encryption: { recipients: [good] } }), { env: {} });
+    assert.deepEqual(config.encryption?.recipients, [good]);
+    assert.equal(config.encryption?.passphrase, undefined);
+    const typo = `${good.slice(0, -1)}${good.endsWith('q') ? 'p' : 'q'}`;
+    const issues = issuesOf(base({ encryption: { recipients: [good, id, 'age1pq1abc', 'ssh-ed25519 AAAA', typo, good] } }));
+    assert.deepEqual(issues.map((i) => i.split(':')[0]), ['encryption.recipients[1]', 'encryption.recipients[2]', 'encryption.recipients[3]', 'encryption.recipients[4]', 'encryption.recipients[5]']);
+    assert.match(issues[0]!, /private key .* encryption\.identities/);
+    assert.match(issues[1]!, /post-quantum/);
+    assert.match(issues[2]!, /not an age X25519 public key/);
+    assert.match(issues[3]!, /checksum/);
+    assert.match(issues[4]!, /the same key as encryption\.recipients\[0\]/);
+    assert.ok(!issues.join('\n').includes(id), 'the private key was echoed');
+  });
+
+  void test('identities are read only when something decrypts: a worker without the key file loads the config', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'enc-identities-'));
+    try {
+      const id = await generateIdentity();
+      const recipient = await identityToRecipient(id);
+      const keyFile = join(dir, 'key.txt');
+      const raw = base({ encryption: { recipients: [recipient], identities: [{ file: keyFile }] } });
+      const worker = parseConfig(raw, { env: {} });
+      assert.equal(worker.encryption?.identities.configured, 1);
+      assert.ok(!JSON.stringify(worker).includes('AGE-SECRET-KEY'));
+      assert.throws(() => decryptionKeys(worker.encryption).identities(), (err: unknown) => err instanceof ConfigError && /^encryption\.identities\[0\]: cannot read secret file/.test(err.message));
+
+      // As age-keygen writes it: comments, the key, a trailing newline.
+      await writeFile(keyFile, `# created: 2026-11-26T02:00:00+01:00\n# public key: ${recipient}\n${id}\n`, { mode: 0o600 });
+      const [identity] = decryptionKeys(parseConfig(raw, { env: {} }).encryption).identities();
+      assert.equal(identity?.reveal(), id);
+      assert.equal(String(identity), '**redacted**');
+
+      // The restore drill after each backup needs a key: with recipients and no identities, say so at load.
+      assert.match(issuesOf(base({ verify: { afterBackup: true }, encryption: { recipients: [recipient] } })).join('\n'), /^verify\.afterBackup: .*encryption\.identities/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -70,29 +113,29 @@ void describe('encryptOnce', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  void test('a retried upload gets the same bytes (same salt), not a fresh encryption', async () => {
+  void test('a retried upload gets the same bytes (same file key), not a fresh encryption', async () => {
     const gz = join(dir, `dump-${randomBytes(3).toString('hex')}.sql.gz`);
     const plain = gzipSync(randomBytes(100_000));
     await writeFile(gz, plain);
-    const passphrase = new Secret('a-passphrase-for-encrypt-once', 'test');
-    const first = await encryptOnce(gz, passphrase);
+    const id = await generateIdentity();
+    const to = { recipients: [await identityToRecipient(id)] };
+    const first = await encryptOnce(gz, to);
     const stored = await readFile(first.path);
-    assert.equal(first.path, `${gz}.enc`);
+    assert.equal(first.path, `${gz}.age`);
     assert.equal(first.bytes, stored.length);
     assert.equal(first.sha256, createHash('sha256').update(stored).digest('hex'));
-    const again = await encryptOnce(gz, passphrase);
+    assert.deepEqual(first.encryption, { algorithm: 'age', recipients: to.recipients, passphrase: null });
+    const again = await encryptOnce(gz, to);
     assert.deepEqual(again, first);
     assert.deepEqual(await readFile(again.path), stored, 'the file was not rewritten');
 
-    const out: Buffer[] = [];
-    const dec = createDecryptStream(passphrase);
-    dec.on('data', (b: Buffer) => out.push(b));
-    await new Promise((resolve, reject) => dec.on('end', resolve).on('error', reject).end(stored));
-    assert.deepEqual(Buffer.concat(out), plain);
+    const decrypter = new Decrypter();
+    decrypter.addIdentity(id);
+    assert.deepEqual(Buffer.from(await decrypter.decrypt(stored)), plain);
 
-    // Interrupted before the sidecar: encrypted again from scratch, under a new salt.
+    // Interrupted before the sidecar: encrypted again from scratch, under a new file key.
     await rm(`${first.path}.json`);
-    const redone = await encryptOnce(gz, passphrase);
-    assert.notEqual(redone.encryption.salt, first.encryption.salt);
+    const redone = await encryptOnce(gz, to);
+    assert.notEqual(redone.sha256, first.sha256);
   });
 });
