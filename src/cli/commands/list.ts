@@ -1,4 +1,4 @@
-import { targetPrefix } from '../../backup/manifest.ts';
+import { targetPrefix, type ArtifactEncryption } from '../../backup/manifest.ts';
 import { catalogJson, listBackups } from '../../catalog/catalog.ts';
 import { findTarget } from '../../config/load.ts';
 import { errorCode, errorMessage } from '../../errors.ts';
@@ -15,6 +15,13 @@ export function reportBackupNotFound(ctx: CliContext, err: unknown): number | nu
   if (ctx.json) ctx.out(JSON.stringify({ error: { code: 'BACKUP_NOT_FOUND', message: errorMessage(err) } }));
   ctx.say(`vcsa-backup: ${errorMessage(err)}`);
   return exitCodes.badInput;
+}
+
+/** "none", "age (2 recipients)", "age (passphrase)" or the old format's name. */
+function encryptionColumn(enc: ArtifactEncryption | null | undefined): string {
+  if (!enc) return 'none';
+  if (enc.algorithm !== 'age') return enc.algorithm;
+  return enc.passphrase ? 'age (passphrase)' : `age (${enc.recipients.length} recipient${enc.recipients.length === 1 ? '' : 's'})`;
 }
 
 /** Columns padded to their widest cell. */
@@ -50,7 +57,7 @@ export const command: CliCommand = {
         const rows: string[][] = [['ID', 'TAKEN (UTC)', 'AGE', 'SIZE', 'DOWNTIME', 'PROFILE', 'ENCRYPTION', 'ARTIFACTS']];
         for (const e of entries) {
           const m = e.manifest;
-          const enc = [...new Set(m.artifacts.map((a) => a.encryption?.algorithm ?? 'none'))].join(',');
+          const enc = [...new Set(m.artifacts.map((a) => encryptionColumn(a.encryption)))].join(',');
           rows.push([
             e.id,
             e.at.toISOString().replace('T', ' ').slice(0, 19),
