@@ -20,6 +20,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # Compose, to validate docker-compose.yml (test/docker/compose.test.ts).
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
+# Debian's age (and age-keygen): the encryption tests open what we store with it (test/crypto).
+command -v age >/dev/null 2>&1 || missing+=(age)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test-setup: installing ${missing[*]} (apt-get update && apt-get install -y ${missing[*]})"
   apt-get update -qq
