@@ -7,6 +7,8 @@
  *   compress  compressOnce (Node zlib, level 6, sha256)                       vs  `gzip -6` of the same file
  *   upload    putFile to S3 (multipart, sha256, verify by download)           vs  a plain lib-storage multipart Upload
  *   memory    peak RSS growth while streaming the dump                        vs  the dump's size
+ *   age       encryptOnce of the gzip to a recipient (age-encryption, sha256) vs  Debian's `age -r` on the same file
+ *   memory    peak RSS growth while age-encrypting                            vs  the gzip's size
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -17,7 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { compressOnce } from '../src/backup/compress.ts';
+import { encryptOnce } from '../src/backup/encrypt.ts';
 import { dumpToSpool } from '../src/backup/dump.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { LocalExecutor } from '../src/executors/local.ts';
@@ -105,6 +109,24 @@ async function main(): Promise<void> {
 
     // upload: putFile (multipart + verify by download) vs one PutObject of the same bytes.
     const gz = await compressOnce(source, 6);
+
+    // age: what the upload step does to the gzip (streaming, with sha256) vs the age CLI (Go).
+    const recipient = await identityToRecipient(await generateIdentity());
+    let e = 0;
+    let agePeak = 0;
+    const ageRssBefore = process.memoryUsage().rss;
+    const ageTimer = setInterval(() => (agePeak = Math.max(agePeak, process.memoryUsage().rss)), 5);
+    const ageMs = await best(async () => {
+      const copy = join(dir, `e${e++}.gz`);
+      execFileSync('cp', [gz.path, copy]);
+      await encryptOnce(copy, { recipients: [recipient] });
+    });
+    clearInterval(ageTimer);
+    const cpGzMs = await best(() => Promise.resolve(void execFileSync('cp', [gz.path, join(dir, 'cp-only.gz')])));
+    const ageCli = spawnSync('age', ['--version']).status === 0;
+    const baseAgeMs = ageCli ? await best(() => Promise.resolve(void spawnSync('age', ['-r', recipient, '-o', join(dir, 'cli.age'), gz.path]))) : NaN;
+    rows.push({ name: 'age encrypt', measured: mibPerSec(gz.bytes, ageMs - cpGzMs), baseline: mibPerSec(gz.bytes, baseAgeMs), unit: 'MiB/s', note: ageCli ? 'vs `age -r` (Go)' : 'age CLI not installed: no baseline' });
+    rows.push({ name: 'memory while age-encr.', measured: (agePeak - ageRssBefore) / 1024 / 1024, baseline: gz.bytes / 1024 / 1024, unit: 'MiB', note: 'RSS growth vs gzip size' });
     const config = parseConfig({
       s3: { bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeMiB: 5 },
       targets: [{ name: 'b', profile: 'postgres', executor: { type: 'local' } }],
