@@ -18,8 +18,9 @@ export interface EncryptOptions {
  * Plaintext in, the aes-256-gcm-stream-v1 format (format.ts) out. New backups no longer use
  * this format (they are age); it stays so that the tests can write backups as earlier versions
  * did, which restore, verify and rekey must still read. Holds at most one chunk (plus the write
- * in hand): a chunk is sealed only once the next byte, or the end, shows whether it is the last. Given a passphrase, it picks a fresh salt and derives the key once,
- * when the first data or the end arrives.
+ * in hand): a chunk is sealed only once the next byte, or the end, shows whether it is the last.
+ * Given a passphrase, it picks a fresh salt and derives the key once, when the first data or the
+ * end arrives.
  */
 export class EncryptStream extends Transform {
   readonly header: StreamHeader;
