@@ -1,5 +1,6 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { EncryptionConfig } from '../config/load.ts';
-import { ageAlgorithm, createAgeEncryptStream, describeAgeTarget, type AgeEncryptionInfo, type AgeTarget } from '../crypto/age-stream.ts';
+import { createAgeEncryptStream, describeAgeTarget, type AgeEncryptionInfo, type AgeTarget } from '../crypto/age-stream.ts';
 import { transformFileOnce, type CompressedFile } from './compress.ts';
 
 export interface EncryptedFile extends CompressedFile {
@@ -22,14 +23,15 @@ export function encryptionTarget(encryption: EncryptionConfig): AgeTarget {
 
 /**
  * Encrypts a compressed dump next to itself (`<file>.gz.age`), once: a retried upload sends the
- * same bytes instead of encrypting again (under a new file key). The sidecar records the
- * recipients' public keys (never a secret) for the manifest.
+ * same bytes instead of encrypting again (under a new file key), unless the recipients changed
+ * meanwhile. The sidecar records the recipients' public keys (never a secret) for the manifest.
  */
 export function encryptOnce(gzPath: string, to: AgeTarget, signal?: AbortSignal): Promise<EncryptedFile> {
   return transformFileOnce(
     gzPath,
     `${gzPath}${encryptedSuffix}`,
     async () => ({ transform: await createAgeEncryptStream(to), record: { encryption: describeAgeTarget(to) } }),
-    { signal, isCurrent: (done) => done.encryption?.algorithm === ageAlgorithm },
+    // Recipients changed since an earlier attempt (a worker restarted with a new config): encrypt again.
+    { signal, isCurrent: (done) => isDeepStrictEqual(done.encryption, describeAgeTarget(to)) },
   );
 }

@@ -137,5 +137,11 @@ void describe('encryptOnce', () => {
     await rm(`${first.path}.json`);
     const redone = await encryptOnce(gz, to);
     assert.notEqual(redone.sha256, first.sha256);
+
+    // A recipient added before the retry (new config): encrypted again, to both.
+    const both = { recipients: [...to.recipients, await identityToRecipient(await generateIdentity())] };
+    const widened = await encryptOnce(gz, both);
+    assert.deepEqual(widened.encryption.recipients, both.recipients);
+    assert.notEqual(widened.sha256, redone.sha256);
   });
 });
