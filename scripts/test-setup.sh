@@ -18,6 +18,9 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # Headless Chromium for the dashboard's browser test (driven by playwright-core).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# OpenStack Swift's s3api: a second S3 server for the storage and prune tests, one that lists
+# multipart uploads (fauxqs cannot); run by test/support/swift-s3.py with Debian's python3.
+/usr/bin/python3 -c 'import swift' >/dev/null 2>&1 || missing+=(python3-swift)
 # Compose, to validate docker-compose.yml (test/docker/compose.test.ts).
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 # Debian's age (and age-keygen): the encryption tests open what we store with it (test/crypto).

@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { access, readFile, rename, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { HashingStream } from './hashing.ts';
+import { HashingStream } from '../hashing.ts';
 
 export interface CompressedFile {
   readonly path: string;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { BackupError } from '../errors.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { DumpSpec } from '../profiles/profile.ts';
-import { HashingStream } from './hashing.ts';
+import { HashingStream } from '../hashing.ts';
 import type { SpoolArtifact } from './spool.ts';
 
 const progressIntervalMs = 250;

@@ -1,5 +1,6 @@
 import { constants } from 'node:os';
 import { AbortedError, CommandFailedError, CommandTimeoutError, describeCommand } from '../errors.ts';
+import { throwIfAborted as throwIfSignalled } from '../abort.ts';
 import type { RunOptions, RunResult } from './executor.ts';
 
 /** Why a command was stopped before it ended by itself. */
@@ -47,7 +48,7 @@ export class StopConditions {
 
 /** Rejects before starting anything when the run is already cancelled. */
 export function throwIfAborted(command: string, signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError(`\`${describeCommand(command)}\``, signal.reason);
+  throwIfSignalled(signal, `\`${describeCommand(command)}\``);
 }
 
 export interface Ending {

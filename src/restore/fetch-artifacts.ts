@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { HashingStream } from '../backup/hashing.ts';
+import { HashingStream } from '../hashing.ts';
 import type { Manifest, ManifestArtifact } from '../backup/manifest.ts';
 import { DecryptionKeys } from '../crypto/key-ring.ts';
 import { checkKeysOpen, gzipName, openArtifact } from '../crypto/open-artifact.ts';

@@ -103,7 +103,7 @@ export async function pruneTarget(input: PruneInput): Promise<PruneResult> {
       log.info({ backupId: o.id, keys: o.keys.length }, 'debris without manifest deleted');
     }
   }
-  const abortedUploads = dryRun ? 0 : await store.abortIncompleteUploads(targetPrefix(prefix, target), orphanAge);
+  const abortedUploads = dryRun ? 0 : await store.abortIncompleteUploads(targetPrefix(prefix, target), new Date(now.getTime() - orphanAge));
   if (abortedUploads > 0) log.info({ abortedUploads }, 'incomplete multipart uploads aborted');
 
   return {

@@ -84,6 +84,17 @@ export function isS3NotFound(err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || (s3HttpStatus(err) === 404 && name !== 'NoSuchBucket' && name !== 'NoSuchUpload');
 }
 
+/**
+ * Whether the server answered that it does not implement this request at all, so the caller
+ * falls back (deletes one by one) or skips (lists no multipart uploads). `alsoMeaning` adds codes
+ * that mean the same for one request only.
+ */
+export function isUnsupportedByServer(err: unknown, alsoMeaning: readonly string[] = []): boolean {
+  const name = s3ErrorName(err);
+  const status = s3HttpStatus(err);
+  return ['NotImplemented', 'XNotImplemented', 'MethodNotAllowed', ...alsoMeaning].includes(name) || status === 501 || status === 405;
+}
+
 function isNetworkError(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const shape = e as SdkErrorShape;

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
@@ -19,13 +18,15 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { HashingStream } from '../backup/hashing.ts';
 import type { S3Config } from '../config/load.ts';
-import { AbortedError, BackupError, combineErrors } from '../errors.ts';
+import { throwIfAborted } from '../abort.ts';
+import { AbortedError, type BackupError } from '../errors.ts';
+import { HashingStream, sha256Of } from '../hashing.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { assertObjectKey } from './object-key.ts';
-import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from './object-store.ts';
-import { isS3NotFound, s3ErrorName, s3ErrorToBackupError, s3HttpStatus } from './s3-errors.ts';
+import { localFileUnreadable, type ObjectInfo, type ObjectStore, type PutOptions, type PutResult } from './object-store.ts';
+import { isS3NotFound, isUnsupportedByServer, s3ErrorName, s3ErrorToBackupError, s3HttpStatus } from './s3-errors.ts';
+import { VerifiedStore } from './verified-store.ts';
 
 const MiB = 1024 * 1024;
 /** S3's limits on multipart uploads. */
@@ -36,25 +37,12 @@ const deleteBatchLimit = 1000;
 /** User metadata key (sent as x-amz-meta-sha256): the sha256 of the object's bytes, hex. */
 const sha256MetadataKey = 'sha256';
 
-/** Knobs that fleet.yaml does not need; tests use them to exercise paging and verification. */
+/** Knobs that fleet.yaml does not need; tests use them to exercise paging. */
 export interface S3StoreTuning {
-  /** MaxKeys of each ListObjectsV2 page (S3 caps it at 1000). */
+  /** Entries per listing page: MaxKeys of ListObjectsV2 and MaxUploads of ListMultipartUploads (S3 caps both at 1000). */
   readonly listPageSize?: number;
   /** Keys per DeleteObjects request (at most 1000). */
   readonly deleteBatchSize?: number;
-  /**
-   * Runs after an object is written and before it is verified. Tests use it to replace the object
-   * on the server, proving that verification reads what is really stored.
-   */
-  readonly beforeVerify?: (key: string) => Promise<void>;
-}
-
-/** An ObjectStore on AWS S3 or an S3-compatible server. */
-export interface S3ObjectStore extends ObjectStore {
-  /** Where requests go, without credentials, for messages. */
-  readonly endpoint: string;
-  /** Creates the bucket when it does not exist (s3.createBucket does this before the first write). */
-  ensureBucket(): Promise<void>;
 }
 
 /** Part size for a file: the configured one, grown (in whole MiB) so the upload stays within 10,000 parts. */
@@ -85,31 +73,21 @@ function checksumMode(config: S3Config): 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' {
   return mode === 'when-required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
 }
 
-async function sha256OfStream(body: Readable): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of body) {
-    const buf = chunk as Buffer;
-    hash.update(buf);
-    bytes += buf.length;
-  }
-  return { sha256: hash.digest('hex'), bytes };
-}
-
 /** Whether a DeleteObjects failure means the server cannot do batch deletes (so delete one by one). */
 function batchDeleteUnsupported(err: unknown): boolean {
-  const name = s3ErrorName(err);
-  const status = s3HttpStatus(err);
-  return (
-    ['NotImplemented', 'MethodNotAllowed', 'MissingContentMD5', 'InvalidRequest', 'InvalidDigest', 'BadDigest', 'XNotImplemented'].includes(name) ||
-    status === 501 ||
-    status === 405
-  );
+  // Some servers insist on a Content-MD5 that the SDK sends only with checksums when supported.
+  return isUnsupportedByServer(err, ['MissingContentMD5', 'InvalidRequest', 'InvalidDigest', 'BadDigest']);
 }
 
-class S3Store implements S3ObjectStore {
+/**
+ * The S3 backend: each ObjectStore method is one S3 request (or one lib-storage multipart upload)
+ * with its errors mapped by s3-errors.ts; the contract is in object-store.ts. It checks nothing
+ * it wrote — `createS3ObjectStore` wraps it in a VerifiedStore for that.
+ */
+export class S3Backend implements ObjectStore {
   readonly description: string;
   readonly bucket: string;
+  /** Where requests go, without credentials, for messages. */
   readonly endpoint: string;
   readonly #client: S3Client;
   readonly #config: S3Config;
@@ -119,7 +97,7 @@ class S3Store implements S3ObjectStore {
   #bucketReady: Promise<void> | null = null;
   #batchDeleteWorks = true;
 
-  constructor(config: S3Config, logger: Logger, tuning: S3StoreTuning) {
+  constructor(config: S3Config, logger: Logger = silentLogger, tuning: S3StoreTuning = {}) {
     this.#config = config;
     this.#logger = logger.child({ component: 's3' });
     this.#tuning = tuning;
@@ -159,12 +137,16 @@ class S3Store implements S3ObjectStore {
     });
   }
 
+  /** Creates the bucket when it does not exist (s3.createBucket does this before the first write). */
   async ensureBucket(): Promise<void> {
     try {
       await this.#client.send(new HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (err) {
-      if (!isS3NotFound(err) && s3ErrorName(err) !== 'NoSuchBucket') throw this.#fail(err, 'check of the bucket');
+      // The IAM policy that `vcsa-backup iam-policy` prints allows listing only under the prefix,
+      // and HEAD of a bucket needs s3:ListBucket without one: let CreateBucket answer instead.
+      const refused = s3HttpStatus(err) === 403;
+      if (!refused && !isS3NotFound(err) && s3ErrorName(err) !== 'NoSuchBucket') throw this.#fail(err, 'check of the bucket');
     }
     const onAws = this.#config.endpoint === undefined;
     // AWS wants the region spelled out everywhere but us-east-1; other servers often reject it.
@@ -189,30 +171,19 @@ class S3Store implements S3ObjectStore {
 
   async putFile(key: string, localPath: string, options: PutOptions = {}): Promise<PutResult> {
     assertObjectKey(key);
-    const { signal } = options;
-    if (signal?.aborted) throw new AbortedError(`upload of ${key}`, signal.reason);
+    const { signal, onProgress, expectedSha256 } = options;
+    const what = `upload of ${key}`;
+    throwIfAborted(signal, what);
     let bytes: number;
     try {
       const info = await stat(localPath);
       if (!info.isFile()) throw new Error('not a regular file');
       bytes = info.size;
     } catch (err) {
-      throw new BackupError('LOCAL_FILE_UNREADABLE', `cannot upload ${localPath} to ${key}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; the spooled file is gone or unreadable`, {
-        cause: err,
-        details: { path: localPath, key },
-      });
+      throw localFileUnreadable(localPath, key, err);
     }
     await this.#beforeWrite();
-    // Known before the upload starts, so that it can go into the object's metadata.
-    let sha256: string;
-    try {
-      sha256 = options.expectedSha256 ?? (await sha256OfStream(createReadStream(localPath, signal === undefined ? {} : { signal }))).sha256;
-    } catch (err) {
-      if (signal?.aborted) throw new AbortedError(`upload of ${key}`, signal.reason);
-      throw new BackupError('LOCAL_FILE_UNREADABLE', `cannot read ${localPath}: ${(err as Error).message}`, { cause: err, details: { path: localPath, key } });
-    }
 
-    const partSize = partSizeFor(bytes, this.#config.partSizeMiB);
     const file = createReadStream(localPath);
     const body = new HashingStream();
     file.on('error', (err) => body.destroy(err));
@@ -221,9 +192,10 @@ class S3Store implements S3ObjectStore {
     // settle) makes done() wait until lib-storage has aborted the multipart upload.
     const onAbort = (): void => {
       file.destroy();
-      body.destroy(new AbortedError(`upload of ${key}`, signal?.reason));
+      body.destroy(new AbortedError(what, signal?.reason));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    const partSize = partSizeFor(bytes, this.#config.partSizeMiB);
     const upload = new Upload({
       client: this.#client,
       params: {
@@ -232,54 +204,35 @@ class S3Store implements S3ObjectStore {
         Body: body,
         ContentLength: bytes,
         ContentType: options.contentType ?? 'application/octet-stream',
-        Metadata: { [sha256MetadataKey]: sha256 },
+        ...(expectedSha256 === undefined ? {} : { Metadata: { [sha256MetadataKey]: expectedSha256 } }),
         ...(this.#config.storageClass === undefined ? {} : { StorageClass: this.#config.storageClass as StorageClass }),
       },
       partSize,
       queueSize: this.#config.queueSize,
       leavePartsOnError: false,
     });
-    const { onProgress } = options;
     if (onProgress) upload.on('httpUploadProgress', (p) => onProgress(p.loaded ?? 0, bytes));
-    const started = Date.now();
     this.#logger.debug({ key, bytes, partSize, queueSize: this.#config.queueSize }, 'upload started');
     try {
       await upload.done();
     } catch (err) {
       file.destroy();
-      if (signal?.aborted) throw new AbortedError(`upload of ${key}`, signal.reason);
+      throwIfAborted(signal, what);
       throw this.#fail(err, 'upload', key);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
-    // A part that was already in flight (or a single PUT) may have completed despite the abort.
-    if (signal?.aborted) await this.#discard(key, new AbortedError(`upload of ${key}`, signal.reason));
-    if (body.bytes !== bytes || body.digest() !== sha256) {
-      await this.#discard(
-        key,
-        new BackupError(
-          'LOCAL_FILE_CHANGED',
-          `${localPath} changed while it was uploaded to ${key} (expected ${bytes} bytes, sha256 ${sha256}; read ${body.bytes} bytes, sha256 ${body.digest()}); ` +
-            (options.expectedSha256 === undefined ? 'something else is writing the spool file' : 'the spool file does not match the checksum taken when it was written'),
-          { details: { key, path: localPath } },
-        ),
-      );
-    }
-    await this.#verify(key, bytes, sha256, signal);
-    this.#logger.debug({ key, bytes, ms: Date.now() - started }, 'upload verified');
-    onProgress?.(bytes, bytes);
-    return { key, bytes, sha256 };
+    onProgress?.(body.bytes, bytes);
+    return { key, bytes: body.bytes, sha256: body.digest() };
   }
 
   async putBytes(key: string, data: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
     assertObjectKey(key);
     const { signal } = options;
-    if (signal?.aborted) throw new AbortedError(`upload of ${key}`, signal.reason);
+    const what = `upload of ${key}`;
+    throwIfAborted(signal, what);
     await this.#beforeWrite();
-    const sha256 = createHash('sha256').update(data).digest('hex');
-    if (options.expectedSha256 !== undefined && options.expectedSha256 !== sha256) {
-      throw new BackupError('LOCAL_FILE_CHANGED', `the bytes for ${key} do not match the expected sha256; nothing was uploaded`, { details: { key } });
-    }
+    const sha256 = sha256Of(data);
     try {
       // Small objects (the manifest) keep the standard storage class so listing and restore can read them at once.
       await this.#client.send(
@@ -294,81 +247,27 @@ class S3Store implements S3ObjectStore {
         signal === undefined ? {} : { abortSignal: signal },
       );
     } catch (err) {
-      if (signal?.aborted) throw new AbortedError(`upload of ${key}`, signal.reason);
+      throwIfAborted(signal, what);
       throw this.#fail(err, 'upload', key);
     }
-    if (signal?.aborted) await this.#discard(key, new AbortedError(`upload of ${key}`, signal.reason));
-    await this.#verify(key, data.byteLength, sha256, signal);
     options.onProgress?.(data.byteLength, data.byteLength);
     return { key, bytes: data.byteLength, sha256 };
   }
 
-  /**
-   * Checks what the server really holds. "download" re-reads the object and hashes it: the only
-   * check that catches a server that stored different bytes. "head" compares the size and the
-   * sha256 in the object's metadata — but that metadata is what we sent, so it proves only that
-   * an object of the right size from this upload is there, not that its bytes are right.
-   */
-  async #verify(key: string, bytes: number, sha256: string, signal?: AbortSignal): Promise<void> {
-    if (this.#tuning.beforeVerify) await this.#tuning.beforeVerify(key);
-    let head;
-    try {
-      head = await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
-    } catch (err) {
-      if (signal?.aborted) await this.#discard(key, new AbortedError(`upload of ${key}`, signal.reason));
-      if (!isS3NotFound(err)) throw this.#fail(err, 'verification', key);
-      throw this.#verifyFailed(key, 'the object is missing right after the upload');
-    }
-    if (head.ContentLength !== bytes) {
-      await this.#discard(key, this.#verifyFailed(key, `the stored object has ${head.ContentLength ?? 'unknown'} bytes, the file ${bytes}`));
-    }
-    if (this.#config.verify === 'head') {
-      const stored = head.Metadata?.[sha256MetadataKey];
-      if (stored !== sha256) await this.#discard(key, this.#verifyFailed(key, `the object's sha256 metadata is ${stored ?? 'missing'}, expected ${sha256}`));
-      return;
-    }
-    let actual;
-    try {
-      const res = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
-      actual = await sha256OfStream(res.Body as Readable);
-    } catch (err) {
-      if (signal?.aborted) await this.#discard(key, new AbortedError(`upload of ${key}`, signal.reason));
-      throw this.#fail(err, 'verification download', key);
-    }
-    if (actual.bytes !== bytes || actual.sha256 !== sha256) {
-      await this.#discard(key, this.#verifyFailed(key, `downloaded ${actual.bytes} bytes with sha256 ${actual.sha256}, expected ${bytes} bytes with sha256 ${sha256}`));
-    }
-  }
-
-  #verifyFailed(key: string, why: string): BackupError {
-    this.#logger.warn({ key, why }, 'S3 object failed verification; deleting it');
-    return new BackupError('S3_VERIFY_FAILED', `s3://${this.bucket}/${key} failed verification after upload: ${why}; the object was deleted and the upload will be retried`, {
-      details: { key, bucket: this.bucket },
-    });
-  }
-
-  /** Deletes an object that must not stay, then throws `reason` (joined with any delete failure). */
-  async #discard(key: string, reason: BackupError): Promise<never> {
-    try {
-      await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
-    } catch (err) {
-      throw combineErrors(reason, [this.#fail(err, 'deletion of a bad object', key)]);
-    }
-    throw reason;
-  }
-
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     assertObjectKey(key);
+    const { signal } = options;
+    const what = `download of ${key}`;
     try {
-      const res = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), options.signal === undefined ? {} : { abortSignal: options.signal });
+      const res = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
       const body = res.Body as Readable;
       // A connection lost mid-download should reach the reader as a coded error, not a bare ECONNRESET.
       const out = new PassThrough();
-      body.on('error', (err) => out.destroy(options.signal?.aborted ? new AbortedError(`download of ${key}`, options.signal.reason) : this.#fail(err, 'download', key)));
+      body.on('error', (err) => out.destroy(signal?.aborted ? new AbortedError(what, signal.reason) : this.#fail(err, 'download', key)));
       out.on('close', () => body.destroy());
       return body.pipe(out);
     } catch (err) {
-      if (options.signal?.aborted) throw new AbortedError(`download of ${key}`, options.signal.reason);
+      throwIfAborted(signal, what);
       throw this.#fail(err, 'download', key);
     }
   }
@@ -388,7 +287,8 @@ class S3Store implements S3ObjectStore {
     assertObjectKey(key);
     try {
       const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { key, bytes: res.ContentLength ?? 0, lastModified: res.LastModified ?? new Date(0) };
+      const sha256 = res.Metadata?.[sha256MetadataKey];
+      return { key, bytes: res.ContentLength ?? 0, lastModified: res.LastModified ?? new Date(0), ...(sha256 === undefined ? {} : { sha256 }) };
     } catch (err) {
       if (isS3NotFound(err)) return null;
       throw this.#fail(err, 'lookup', key);
@@ -465,9 +365,9 @@ class S3Store implements S3ObjectStore {
     await Promise.all(Array.from({ length: Math.min(8, queue.length) }, worker));
   }
 
-  async abortIncompleteUploads(prefix: string, olderThanMs: number): Promise<number> {
+  async abortIncompleteUploads(prefix: string, startedBefore: Date): Promise<number> {
     assertObjectKey(prefix, 'prefix');
-    const cutoff = Date.now() - olderThanMs;
+    const cutoff = startedBefore.getTime();
     let aborted = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -480,18 +380,15 @@ class S3Store implements S3ObjectStore {
             Prefix: prefix,
             ...(keyMarker === undefined ? {} : { KeyMarker: keyMarker }),
             ...(uploadIdMarker === undefined ? {} : { UploadIdMarker: uploadIdMarker }),
+            ...(this.#tuning.listPageSize === undefined ? {} : { MaxUploads: this.#tuning.listPageSize }),
           }),
         );
       } catch (err) {
-        const name = s3ErrorName(err);
-        const status = s3HttpStatus(err);
-        if (name === 'NotImplemented' || name === 'MethodNotAllowed' || status === 501 || status === 405) {
-          this.#logger.debug({ s3Code: name, endpoint: this.endpoint }, 'server cannot list multipart uploads; none aborted');
-          return aborted;
-        }
-        throw this.#fail(err, 'listing of incomplete uploads', prefix);
+        if (!isUnsupportedByServer(err)) throw this.#fail(err, 'listing of incomplete uploads', prefix);
+        this.#logger.debug({ s3Code: s3ErrorName(err), endpoint: this.endpoint }, 'server cannot list multipart uploads; none aborted');
+        return aborted;
       }
-      // Some servers answer this request with an object listing: it has no Bucket element.
+      // Some servers (fauxqs) answer this request with an object listing: it has no Bucket element.
       if (page.Bucket === undefined && page.Uploads === undefined) {
         this.#logger.debug({ endpoint: this.endpoint }, 'server does not list multipart uploads; none aborted');
         return aborted;
@@ -505,6 +402,7 @@ class S3Store implements S3ObjectStore {
           aborted += 1;
           this.#logger.info({ key: upload.Key, initiated: upload.Initiated.toISOString() }, 'aborted an incomplete multipart upload');
         } catch (err) {
+          // Completed or aborted by someone else since the listing: nothing left to do.
           if (s3ErrorName(err) !== 'NoSuchUpload') throw this.#fail(err, 'abort of an incomplete upload', upload.Key);
         }
       }
@@ -524,9 +422,10 @@ class S3Store implements S3ObjectStore {
 }
 
 /**
- * The S3 object store from `s3` in fleet.yaml. Credentials are revealed here only, into the SDK
- * client, which lives in a private field: the store prints and serialises without them.
+ * The object store the tool uses for `s3` in fleet.yaml: the S3 backend with every write verified
+ * (s3.verify: download or head). Credentials are revealed only into the SDK client, which lives in
+ * a private field: the store prints and serialises without them.
  */
-export function createS3ObjectStore(config: S3Config, logger: Logger = silentLogger, tuning: S3StoreTuning = {}): S3ObjectStore {
-  return new S3Store(config, logger, tuning);
+export function createS3ObjectStore(config: S3Config, logger: Logger = silentLogger, tuning: S3StoreTuning = {}): ObjectStore {
+  return new VerifiedStore(new S3Backend(config, logger, tuning), { mode: config.verify, logger });
 }

@@ -17,7 +17,7 @@ import { createSimAppliance, type SimAppliance } from '../../src/sim/appliance.t
 import { quiesceIntervals, readAudit } from '../../src/sim/audit.ts';
 import { dumpPairSequences } from '../../src/sim/dump-sequences.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
-import { createS3ObjectStore, type S3ObjectStore } from '../../src/storage/s3.ts';
+import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import type { Manifest } from '../../src/backup/manifest.ts';
 import type { ObjectStore, PutOptions } from '../../src/storage/object-store.ts';
 import { runCli, waitFor } from '../support/fleet.ts';
@@ -49,7 +49,7 @@ async function filesUnder(dir: string): Promise<string[]> {
 void describe('one appliance backed up to S3', () => {
   let dir: string;
   let s3: EmbeddedS3;
-  let store: S3ObjectStore;
+  let store: ObjectStore;
   let sim: SimAppliance;
   let auditLog: string;
   let spoolDir: string;

@@ -20,14 +20,15 @@ import { silentLogger } from '../../src/log.ts';
 import { restoreBackup } from '../../src/restore/restore.ts';
 import { inventorySequenceFromArchive, vcdbSequenceFromSql } from '../../src/sim/dump-sequences.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
-import { createS3ObjectStore, type S3ObjectStore } from '../../src/storage/s3.ts';
+import type { ObjectStore } from '../../src/storage/object-store.ts';
+import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { dockerCli, startApplianceContainer, waitFor, type ApplianceContainer } from './appliance-container.ts';
 
 const suffix = randomBytes(4).toString('hex');
 const prefix = `test-docker-appliance-${suffix}`;
 let dir: string;
 let s3: EmbeddedS3;
-let store: S3ObjectStore;
+let store: ObjectStore;
 let redis: Redis;
 const containers: ApplianceContainer[] = [];
 const executors: Executor[] = [];

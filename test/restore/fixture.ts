@@ -15,14 +15,15 @@ import { silentLogger } from '../../src/log.ts';
 import { runBackup, type BackupOutcome } from '../../src/backup/run-backup.ts';
 import { createSimAppliance, type SimAppliance } from '../../src/sim/appliance.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
-import { createS3ObjectStore, type S3ObjectStore } from '../../src/storage/s3.ts';
+import type { ObjectStore } from '../../src/storage/object-store.ts';
+import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { s3ConfigFor } from '../support/s3.ts';
 
 export interface Fixture {
   readonly dir: string;
   readonly auditLog: string;
   readonly s3: EmbeddedS3;
-  readonly store: S3ObjectStore;
+  readonly store: ObjectStore;
   readonly redis: Redis;
   readonly prefix: string;
   readonly appliances: Map<string, SimAppliance>;

@@ -4,15 +4,15 @@
  * small (5 MiB parts), so that a 12 MiB file takes three parts. Every upload is read back and
  * compared by size and sha256: some S3 test servers store streamed bodies mangled.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { HashingStream, sha256Of, sha256OfStream } from '../../src/hashing.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { rejectsWithCode } from '../support/poll.ts';
 
@@ -23,31 +23,20 @@ export interface StoreUnderTest {
 
 const MiB = 1024 * 1024;
 
-export async function sha256OfStream(stream: Readable): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of stream) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), bytes };
-}
-
 /** Writes `bytes` random bytes to `path` (in 1 MiB chunks, so big files never sit in memory) and returns their sha256. */
 export async function writeRandomFile(path: string, bytes: number): Promise<string> {
-  const hash = createHash('sha256');
+  const hash = new HashingStream();
   const out = createWriteStream(path);
+  hash.pipe(out);
   for (let left = bytes; left > 0; left -= MiB) {
-    const chunk = randomBytes(Math.min(MiB, left));
-    hash.update(chunk);
-    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+    if (!hash.write(randomBytes(Math.min(MiB, left)))) await new Promise<void>((resolve) => hash.once('drain', () => resolve()));
   }
-  out.end();
+  hash.end();
   await finished(out);
-  return hash.digest('hex');
+  return hash.digest();
 }
 
-export { rejectsWithCode };
+export { rejectsWithCode, sha256OfStream };
 
 async function listKeys(store: ObjectStore, prefix: string): Promise<string[]> {
   const keys: string[] = [];
@@ -83,7 +72,7 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       assert.deepEqual(result, { key, bytes: 100_000, sha256 });
       assert.deepEqual(await sha256OfStream(await store.get(key)), { sha256, bytes: 100_000 });
       const bytes = await store.getBytes(key);
-      assert.equal(createHash('sha256').update(bytes).digest('hex'), sha256);
+      assert.equal(sha256Of(bytes), sha256);
       const info = await store.head(key);
       assert.equal(info?.bytes, 100_000);
       assert.ok(info.lastModified instanceof Date);
@@ -95,7 +84,7 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       const key = `${base}/empty/file`;
       const result = await store.putFile(key, path);
       assert.equal(result.bytes, 0);
-      assert.equal(result.sha256, createHash('sha256').digest('hex'));
+      assert.equal(result.sha256, sha256Of(''));
       assert.equal((await store.getBytes(key)).length, 0);
     });
 
@@ -122,14 +111,16 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       const sha256 = await writeRandomFile(path, 50_000);
       const result = await store.putFile(`${base}/known/f`, path, { expectedSha256: sha256 });
       assert.equal(result.sha256, sha256);
+      assert.equal((await store.head(`${base}/known/f`))?.sha256, sha256, 'head returns the sha256 recorded with the object');
     });
 
     void test('putBytes round-trips and getBytes returns the bytes', async () => {
       const body = Buffer.from(JSON.stringify({ format: 1, artifacts: [] }));
       const key = `${base}/bytes/manifest.json`;
       const result = await store.putBytes(key, body, { contentType: 'application/json' });
-      assert.deepEqual(result, { key, bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+      assert.deepEqual(result, { key, bytes: body.length, sha256: sha256Of(body) });
       assert.deepEqual(await store.getBytes(key), body);
+      assert.equal((await store.head(key))?.sha256, result.sha256, 'head returns the sha256 recorded with the object');
     });
 
     void test('putting the same key again overwrites it', async () => {
@@ -223,6 +214,12 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
     void test('a missing local file is a clear error', async () => {
       const err = await rejectsWithCode(store.putFile(`${base}/nofile/f`, join(dir, 'does-not-exist')), 'LOCAL_FILE_UNREADABLE');
       assert.match(err.message, /does-not-exist/);
+      await rejectsWithCode(store.putFile(`${base}/nofile/f`, join(dir, 'does-not-exist'), { expectedSha256: sha256Of('') }), 'LOCAL_FILE_UNREADABLE');
+      assert.equal(await store.head(`${base}/nofile/f`), null);
+    });
+
+    void test('abortIncompleteUploads finds nothing to abort where nothing was started', async () => {
+      assert.equal(await store.abortIncompleteUploads(`${base}/no-uploads/`, new Date()), 0);
     });
   });
 }
