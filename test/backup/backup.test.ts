@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +21,9 @@ import { dumpPairSequences } from '../../src/sim/dump-sequences.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import type { Manifest } from '../../src/backup/manifest.ts';
-import type { ObjectStore, PutOptions } from '../../src/storage/object-store.ts';
+import { ForwardingStore, type ObjectStore, type PutOptions, type PutResult } from '../../src/storage/object-store.ts';
 import { runCli, waitFor } from '../support/fleet.ts';
+import { RecordingStore } from '../support/recording-store.ts';
 import { s3ConfigFor } from '../support/s3.ts';
 
 interface BackupDoc {
@@ -107,7 +110,9 @@ void describe('one appliance backed up to S3', () => {
   void test('runBackup: every object matches the manifest, manifest written, no colons, spool empty', async () => {
     await clearBucket();
     const { config, target } = setup();
-    const outcome = await backup(config, target);
+    const recording = new RecordingStore(store);
+    const executor = createExecutor(target.executor, silentLogger);
+    const outcome = await runBackup({ config, target, executor, store: recording, logger: silentLogger }).finally(() => executor.close());
     const m = outcome.manifest;
     assert.equal(m.target, 'vc01');
     assert.equal(m.profile, 'vcsa-5.5');
@@ -132,10 +137,8 @@ void describe('one appliance backed up to S3', () => {
     }
     assert.deepEqual(await filesUnder(spoolDir), []);
     assert.ok(await sim.servicesRunning());
-    // The manifest was the last object written: it is the commit point.
-    const mtimes = new Map<string, number>();
-    for await (const o of store.list('vcsa/vc01/')) mtimes.set(o.key, o.lastModified.getTime());
-    for (const a of m.artifacts) assert.ok((mtimes.get(a.key) ?? Infinity) <= (mtimes.get(outcome.manifestKey) ?? 0));
+    // The manifest was the last object written, once, after every artifact: it is the commit point.
+    assert.deepEqual(recording.log, [...m.artifacts.map((a) => ({ op: 'putFile', key: a.key })), { op: 'putBytes', key: outcome.manifestKey }]);
   });
 
   void test('backup --json: the fields of DESIGN §6', async () => {
@@ -229,17 +232,22 @@ void describe('one appliance backed up to S3', () => {
     await clearBucket();
     const bin = join(dir, 'slow-vpg-bin');
     await mkdir(bin, { recursive: true });
-    await writeFile(join(bin, 'pg_dump'), `#!/bin/bash\nsleep 20\nexec ${JSON.stringify(join(sim.root, 'opt/vmware/vpostgres/1.0/bin/pg_dump'))} "$@"\n`);
+    // The slow pg_dump says when it is running and when its wait is over; the sleep's argument marks its process.
+    const started = join(bin, 'started');
+    const finished = join(bin, 'finished');
+    const nap = `600.${randomInt(100_000, 999_999)}`;
+    await writeFile(join(bin, 'pg_dump'), `#!/bin/bash\ntouch ${started}\nsleep ${nap}\ntouch ${finished}\nexec ${JSON.stringify(join(sim.root, 'opt/vmware/vpostgres/1.0/bin/pg_dump'))} "$@"\n`);
     await chmod(join(bin, 'pg_dump'), 0o755);
     const { config, target } = setup({ VPG_BIN: bin });
     const t0 = Date.now();
     const controller = new AbortController();
     const running = backup(config, target, controller.signal);
-    await waitFor('both services to stop', async () => (await readAudit(auditLog)).filter((e) => e.ts >= t0 && e.state === 'stopped').length >= 2);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor('the dump to start', () => existsSync(started));
     controller.abort(new BackupError('ABORTED', 'test cancels'));
     await assert.rejects(running, (err: unknown) => err instanceof BackupError && err.code === 'ABORTED');
-    assert.ok(Date.now() - t0 < 15_000, 'the dump was not cancelled: the backup waited for it');
+    assert.equal(existsSync(finished), false, 'the dump was not cancelled: the backup waited for it');
+    const left = spawnSync('pgrep', ['-f', `sleep ${nap}`], { encoding: 'utf8' });
+    assert.equal(left.stdout.trim(), '', 'the cancelled dump is still running');
     assert.ok(await sim.servicesRunning());
     const intervals = quiesceIntervals(await readAudit(auditLog)).filter((i) => i.from >= t0);
     assert.equal(intervals.length, 1);
@@ -248,36 +256,25 @@ void describe('one appliance backed up to S3', () => {
     assert.deepEqual(await objectKeys(), []);
   });
 
-  /** The real store, with the time each write finished; `failFirstPut` makes the first artifact upload fail. */
-  const timedStore = (failFirstPut: boolean): { store: ObjectStore; puts: { key: string; at: number }[] } => {
-    const puts: { key: string; at: number }[] = [];
+  /**
+   * The real store, recording each write and whether the appliance's services were running when it
+   * finished (asked of the services themselves, not compared by clock); `failFirstPut` makes the
+   * first artifact upload fail.
+   */
+  const timedStore = (failFirstPut: boolean): { store: ObjectStore; puts: { key: string; servicesRunning: boolean }[] } => {
+    const puts: { key: string; servicesRunning: boolean }[] = [];
     let failed = !failFirstPut;
-    const timed: ObjectStore = {
-      description: store.description,
-      bucket: store.bucket,
-      get: (key, options) => store.get(key, options),
-      getBytes: (key) => store.getBytes(key),
-      head: (key) => store.head(key),
-      list: (prefix) => store.list(prefix),
-      deleteMany: (keys) => store.deleteMany(keys),
-      abortIncompleteUploads: (prefix, age) => store.abortIncompleteUploads(prefix, age),
-      close: () => undefined,
-      putFile: async (key: string, path: string, options?: PutOptions) => {
+    class Flaky extends ForwardingStore {
+      override async putFile(key: string, path: string, options?: PutOptions): Promise<PutResult> {
         if (!failed) {
           failed = true;
           throw new BackupError('S3_UNREACHABLE', 'injected: S3 went away during the upload');
         }
-        const r = await store.putFile(key, path, options);
-        puts.push({ key, at: Date.now() });
-        return r;
-      },
-      putBytes: async (key: string, body: Uint8Array, options?: PutOptions) => {
-        const r = await store.putBytes(key, body, options);
-        puts.push({ key, at: Date.now() });
-        return r;
-      },
-    };
-    return { store: timed, puts };
+        return super.putFile(key, path, options);
+      }
+    }
+    const recording = new RecordingStore(new Flaky(store), { onWrite: async (key) => void puts.push({ key, servicesRunning: await sim.servicesRunning() }) });
+    return { store: recording, puts };
   };
 
   void test('startServicesAfter: upload — the classic order: artifacts uploaded, then services started, then the manifest', async () => {
@@ -289,12 +286,11 @@ void describe('one appliance backed up to S3', () => {
     const outcome = await runBackup({ config, target, executor, store: timed, logger: silentLogger }).finally(() => executor.close());
     const windows = quiesceIntervals(await readAudit(auditLog)).filter((i) => i.from >= t0);
     assert.equal(windows.length, 1);
-    const back = windows[0]?.to ?? 0;
-    const artifactPuts = puts.filter((p) => !p.key.endsWith('manifest.json'));
-    const manifestPut = puts.find((p) => p.key.endsWith('manifest.json'));
-    assert.equal(artifactPuts.length, 2, 'each artifact uploaded once');
-    for (const p of artifactPuts) assert.ok(p.at <= back, `${p.key} uploaded after the services were back`);
-    assert.ok(manifestPut && manifestPut.at >= back, 'the manifest is written after the services are back');
+    assert.deepEqual(
+      puts,
+      [...outcome.manifest.artifacts.map((a) => ({ key: a.key, servicesRunning: false })), { key: outcome.manifestKey, servicesRunning: true }],
+      'each artifact uploaded once while the services were stopped, then the manifest with the services back',
+    );
     assert.ok((outcome.manifest.quiesce?.ms ?? 0) >= (outcome.manifest.timings['uploadMs'] ?? Infinity), 'the quiesce window covers the upload');
     assert.equal(await sim.servicesRunning(), true);
   });
@@ -308,8 +304,7 @@ void describe('one appliance backed up to S3', () => {
     const outcome = await runBackup({ config, target, executor, store: flaky, logger: silentLogger }).finally(() => executor.close());
     const windows = quiesceIntervals(await readAudit(auditLog)).filter((i) => i.from >= t0);
     assert.equal(windows.length, 1, 'not quiesced again for the retry');
-    const back = windows[0]?.to ?? Infinity;
-    assert.ok(puts.every((p) => p.at >= back), 'the retried upload ran with the services up');
+    assert.deepEqual(puts.map((p) => p.servicesRunning), [true, true, true], 'the retried upload (two artifacts, the manifest) ran with the services up');
     assert.deepEqual((await objectKeys()).length, 3);
     assert.equal(outcome.manifest.artifacts.length, 2);
     assert.deepEqual(await filesUnder(spoolDir), []);
@@ -319,18 +314,18 @@ void describe('one appliance backed up to S3', () => {
     await clearBucket();
     const { config, target } = setup({}, { quiesce: { startServicesAfter: 'upload' } });
     let vanished = false;
-    const racing: ObjectStore = {
-      ...timedStore(false).store,
+    class Racing extends ForwardingStore {
       // Prune taking the objects while the manifest is written: the worst moment.
-      putBytes: async (key: string, body: Uint8Array, options?: PutOptions) => {
+      override async putBytes(key: string, body: Uint8Array, options?: PutOptions): Promise<PutResult> {
         if (!vanished && key.endsWith('manifest.json')) {
           vanished = true;
           const artifacts = (await objectKeys()).filter((k) => !k.endsWith('manifest.json'));
           await store.deleteMany(artifacts.slice(0, 1));
         }
-        return store.putBytes(key, body, options);
-      },
-    };
+        return super.putBytes(key, body, options);
+      }
+    }
+    const racing = new Racing(store);
     const executor = createExecutor(target.executor, silentLogger);
     await assert.rejects(runBackup({ config, target, executor, store: racing, logger: silentLogger }).finally(() => executor.close()), { code: 'S3_VERIFY_FAILED' });
     assert.deepEqual((await objectKeys()).filter((k) => k.endsWith('manifest.json')), [], 'no manifest naming a missing object');
