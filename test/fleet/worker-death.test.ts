@@ -43,7 +43,7 @@ void describe('worker death while an appliance is quiesced', () => {
     flags.slowDump = join(h.dir, 'slow-dump');
     flags.pauseStart = join(h.dir, 'pause-start');
     for (const [name, r] of real) {
-      await writeSlowPgBin(join(h.dir, `slow-${name}`), r.vpgBin, flags.slowDump, 3);
+      await writeSlowPgBin(join(h.dir, `slow-${name}`), r.vpgBin, flags.slowDump, 3, dumpMarker(name));
       await writePausingService(h.dir, name, r.service, flags.pauseStart, startMarker(name), 3);
     }
   });
@@ -52,6 +52,7 @@ void describe('worker death while an appliance is quiesced', () => {
   });
 
   const startMarker = (name: string): string => join(h.dir, `start-requested-${name}`);
+  const dumpMarker = (name: string): string => join(h.dir, `dump-started-${name}`);
 
   /** The audit lines since `t0` of one appliance. */
   const linesOf = (audit: readonly AuditEntry[], name: string, t0: number): AuditEntry[] => audit.filter((e) => e.appliance === name && e.ts >= t0);
@@ -95,6 +96,7 @@ void describe('worker death while an appliance is quiesced', () => {
     if (when === 'dump') await writeFile(flags.slowDump, '');
     if (when === 'start') await writeFile(flags.pauseStart, '');
     for (const t of targets) await rm(startMarker(t), { force: true });
+    for (const t of targets) await rm(dumpMarker(t), { force: true });
     const t0 = Date.now();
     const run = h.cli(['run', ...targets.flatMap((t) => ['--target', t]), '--wait', '--json']);
 
@@ -103,9 +105,9 @@ void describe('worker death while an appliance is quiesced', () => {
     if (when === 'stop') {
       name = await waitFor('a service to stop', () => quiescedSince(t0, 1), 30_000, 10);
     } else if (when === 'dump') {
-      name = await waitFor('an appliance to be quiesced', () => quiescedSince(t0, 2), 30_000, 20);
-      // The vcdb dump sleeps 3 s before pg_dump runs: we are mid-dump.
-      await new Promise((r) => setTimeout(r, 300));
+      // The vcdb dump announces itself, then sleeps 3 s before pg_dump runs: we are mid-dump.
+      name = await waitFor('a dump to start', () => targets.find((t) => existsSync(dumpMarker(t))), 30_000, 10);
+      assert.equal(await quiescedSince(t0, 2), name, `${name} is quiesced while it dumps`);
     } else {
       name = await waitFor('a start request', () => targets.find((t) => existsSync(startMarker(t))), 30_000, 10);
       killPids = [Number((await readFile(startMarker(name), 'utf8')).trim())];

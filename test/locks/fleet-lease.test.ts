@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { FleetLease } from '../../src/locks/fleet-lease.ts';
 import { acquireTargetLock } from '../../src/locks/target-lock.ts';
 import { silentLogger } from '../../src/log.ts';
+import { waitFor } from '../support/poll.ts';
 
 /** The fleet lease's own semantics against a real Redis (the fleet tests exercise it through workers). */
 void describe('fleet lease', () => {
@@ -48,12 +49,14 @@ void describe('fleet lease', () => {
     const other = lease(1, 10_000, 'other-worker');
     const held = await dead.acquire('vc1', { waitMs: 1000 });
     held.abandon(); // the worker "dies": no more renewals
-    await delay(600);
+    // Expired by Redis's clock, the one the lease is judged by.
+    const entry = await waitFor('the abandoned lease to expire', async () => {
+      const [e] = await other.holders();
+      return e && e.expiresAt <= (await other.redisNow()) ? e : undefined;
+    });
     await assert.rejects(held.guard.assertHeld('dump'), { code: 'LEASE_LOST' });
     assert.equal(await other.tryAcquire('vc2'), null, 'an expired entry still occupies the slot');
 
-    const [entry] = await other.holders();
-    assert.ok(entry && entry.expiresAt <= (await other.redisNow()));
     assert.equal(await other.claimExpired(entry, 'rescuer-1', 5000), true);
     assert.equal(await other.claimExpired(entry, 'rescuer-2', 5000), false, 'one rescuer at a time');
     await held.release(); // a late release by the dead holder frees nothing while rescued
@@ -70,7 +73,10 @@ void describe('fleet lease', () => {
   void test('renewal keeps a lease alive well past its length; waiting gives up with LEASE_TIMEOUT', async () => {
     const a = lease(1, 400, 'a');
     const h = await a.acquire('vc1', { waitMs: 1000 });
-    await delay(1500);
+    const [first] = await a.holders();
+    assert.ok(first);
+    // Renewed until it reaches well past its length (by Redis's clock), rather than a guessed sleep.
+    await waitFor('the lease to be renewed past three lengths', async () => ((await a.holders())[0]?.expiresAt ?? 0) > first.expiresAt + 1200);
     await h.guard.assertHeld('dump');
     assert.equal(h.lost(), false);
     await assert.rejects(lease(1, 400, 'b').acquire('vc2', { waitMs: 300, pollMs: 100 }), { code: 'LEASE_TIMEOUT' });

@@ -244,14 +244,16 @@ export async function cleanRedis(redis: Redis, prefix: string): Promise<void> {
 
 /**
  * Script wrappers that make the appliance slow or pause where a test wants to hit it: a
- * vPostgres bin directory whose pg_dump sleeps first (while `flag` exists), and a `service`
- * that, while `flag` exists, announces a start in `marker` (its pid) and waits before doing it.
+ * vPostgres bin directory whose pg_dump, while `flag` exists, announces itself in `marker` (its
+ * pid, when a marker is given) and sleeps first; and a `service` that, while `flag` exists,
+ * announces a start in `marker` (its pid) and waits before doing it.
  */
-export async function writeSlowPgBin(dir: string, realVpgBin: string, flag: string, sleepSeconds: number): Promise<string> {
+export async function writeSlowPgBin(dir: string, realVpgBin: string, flag: string, sleepSeconds: number, marker?: string): Promise<string> {
   const bin = join(dir, 'slow-vpg-bin');
   await mkdir(bin, { recursive: true });
   const pgDump = join(bin, 'pg_dump');
-  await writeFile(pgDump, `#!/bin/bash\n[ -e ${JSON.stringify(flag)} ] && sleep ${sleepSeconds}\nexec ${JSON.stringify(`${realVpgBin}/pg_dump`)} "$@"\n`);
+  const announce = marker === undefined ? '' : `echo $$ > ${JSON.stringify(marker)}; `;
+  await writeFile(pgDump, `#!/bin/bash\nif [ -e ${JSON.stringify(flag)} ]; then ${announce}sleep ${sleepSeconds}; fi\nexec ${JSON.stringify(`${realVpgBin}/pg_dump`)} "$@"\n`);
   await chmod(pgDump, 0o755);
   for (const tool of ['psql', 'pg_restore']) {
     await writeFile(join(bin, tool), `#!/bin/bash\nexec ${JSON.stringify(`${realVpgBin}/${tool}`)} "$@"\n`);
