@@ -6,34 +6,27 @@ import { iamPolicy } from '../../src/storage/iam-policy.ts';
 const objectActions = ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'];
 const listActions = ['s3:ListBucket', 's3:ListBucketMultipartUploads'];
 
+/** The two statements every policy for bucket "backups", prefix "vcsa" has. */
+const objectsAndListing = [
+  { Sid: 'VcsaBackupObjects', Effect: 'Allow', Action: objectActions, Resource: ['arn:aws:s3:::backups/vcsa/*'] },
+  {
+    Sid: 'VcsaBackupList',
+    Effect: 'Allow',
+    Action: listActions,
+    Resource: ['arn:aws:s3:::backups'],
+    Condition: { StringLike: { 's3:prefix': ['vcsa/*', 'vcsa'] } },
+  },
+];
+
 void test('the IAM policy allows objects under the prefix only, and listing only under it; no bucket creation unless asked', () => {
-  assert.deepEqual(iamPolicy({ bucket: 'backups', prefix: 'vcsa/', createBucket: false }), {
-    Version: '2012-10-17',
-    Statement: [
-      { Sid: 'VcsaBackupObjects', Effect: 'Allow', Action: objectActions, Resource: ['arn:aws:s3:::backups/vcsa/*'] },
-      {
-        Sid: 'VcsaBackupList',
-        Effect: 'Allow',
-        Action: listActions,
-        Resource: ['arn:aws:s3:::backups'],
-        Condition: { StringLike: { 's3:prefix': ['vcsa/*', 'vcsa'] } },
-      },
-    ],
-  });
+  assert.deepEqual(iamPolicy({ bucket: 'backups', prefix: 'vcsa/', createBucket: false }), { Version: '2012-10-17', Statement: objectsAndListing });
 });
 
 void test('s3.createBucket: true adds exactly the CreateBucket grant, on the bucket', () => {
   assert.deepEqual(iamPolicy({ bucket: 'backups', prefix: 'vcsa', createBucket: true }), {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'VcsaBackupObjects', Effect: 'Allow', Action: objectActions, Resource: ['arn:aws:s3:::backups/vcsa/*'] },
-      {
-        Sid: 'VcsaBackupList',
-        Effect: 'Allow',
-        Action: listActions,
-        Resource: ['arn:aws:s3:::backups'],
-        Condition: { StringLike: { 's3:prefix': ['vcsa/*', 'vcsa'] } },
-      },
+      ...objectsAndListing,
       { Sid: 'VcsaBackupCreateBucket', Effect: 'Allow', Action: ['s3:CreateBucket'], Resource: ['arn:aws:s3:::backups'] },
     ],
   });
