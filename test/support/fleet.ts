@@ -199,12 +199,7 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
   const leaseHolders = async (): Promise<LeaseEntry[]> =>
     Object.values(await redis.hgetall(`${prefix}:lease:holders`)).map((raw) => JSON.parse(raw) as LeaseEntry);
 
-  for (let i = 0; i < (options.workers ?? 0); i++) startWorker();
-  // A worker is ready once it logged "worker started": jobs queued before would wait anyway,
-  // but tests that kill workers need them all consuming.
-  await waitFor('workers to start', () => workers.every((w) => w.log().includes('"worker started"')), 30_000);
-
-  return {
+  const harness: FleetHarness = {
     dir,
     fleet,
     configPath,
@@ -235,6 +230,18 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
       if (!process.env['KEEP_TEST_DIRS']) await rm(dir, { recursive: true, force: true });
     },
   };
+
+  for (let i = 0; i < (options.workers ?? 0); i++) startWorker();
+  // A worker is ready once it logged "worker started": jobs queued before would wait anyway,
+  // but tests that kill workers need them all consuming. A harness that fails to start leaves
+  // nothing behind (workers, appliances, their databases, the directory).
+  try {
+    await waitFor('workers to start', () => workers.every((w) => w.log().includes('"worker started"')), 30_000);
+  } catch (err) {
+    await harness.close();
+    throw err;
+  }
+  return harness;
 }
 
 /** Obliterates the fleet's queues and deletes every key under its prefix. */
