@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Decrypter, type Identity } from 'age-encryption';
 import type { EncryptionConfig } from '../config/load.ts';
 import type { Secret } from '../config/secret.ts';
@@ -6,6 +5,7 @@ import { BackupError } from '../errors.ts';
 import { publicKeyOf, type AgeIdentities } from './age-keys.ts';
 import { ScryptPassphraseIdentity, ScryptStanzaError } from './age-scrypt.ts';
 import { headerError, type AgeEncryptionInfo } from './age-stream.ts';
+import { sha256Of } from '../hashing.ts';
 
 /**
  * Every key that may open a backup, for restore, verify and rekey: age identities (read on
@@ -39,7 +39,7 @@ export class DecryptionKeys {
    * keys it needs and which are configured (public keys only). `info` is the manifest's record.
    */
   async fileKey(header: Buffer, label: string, info: AgeEncryptionInfo): Promise<Uint8Array> {
-    const id = createHash('sha256').update(header).digest('hex');
+    const id = sha256Of(header);
     const known = this.#fileKeys.get(id);
     if (known) return known;
     const candidates: (string | Identity)[] = [...this.identities().map((i) => i.reveal()), ...this.passphrases.map((p) => new ScryptPassphraseIdentity(p))];

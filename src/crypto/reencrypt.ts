@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { HashingStream } from '../backup/hashing.ts';
+import { HashingStream } from '../hashing.ts';
 import type { ManifestArtifact } from '../backup/manifest.ts';
 import { BackupError, errorCode } from '../errors.ts';
 import { createAgeEncryptStream, openAgeFile, readAgeHeader, type AgeEncryptionInfo, type AgeTarget } from './age-stream.ts';
