@@ -120,7 +120,8 @@ export const configSchema = z.strictObject({
      * "when-supported" is the SDK default and fine on AWS.
      */
     checksums: z.enum(['when-required', 'when-supported']).optional(),
-    partSizeMiB: z.number().int().min(5).max(5120).default(16),
+    /** 8 MiB: AWS and the small S3-compatible servers (the embedded one takes bodies up to ~11 MiB) all accept it. */
+    partSizeMiB: z.number().int().min(5).max(5120).default(8),
     queueSize: z.number().int().min(1).max(32).default(4),
     /** "download" re-reads each object and compares sha256; "head" compares size and the sha256 we stored in the object's metadata (weaker: that metadata is what we sent, not a hash of the stored bytes). */
     verify: z.enum(['download', 'head']).default('download'),
