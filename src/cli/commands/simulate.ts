@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../abort.ts';
 import { startSimFleet } from '../../sim/fleet.ts';
 import { defaultPgUrl } from '../../sim/postgres.ts';
 import { intOption, requiredString, stringOption, UsageError, type CliCommand } from '../command.ts';
@@ -61,7 +61,7 @@ export const command: CliCommand = {
           `simulate: running until SIGTERM or Ctrl-C, e.g. \`vcsa-backup worker --config ${fleet.configPath}\` in another terminal`,
         ].join('\n'),
       );
-      if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+      await untilAborted(ctx.signal);
       ctx.say('simulate: stopping the appliances and removing their databases');
     } finally {
       await fleet.stop();
