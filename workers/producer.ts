@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../src/config/load.ts';
 import type { BackupJobData, BackupJobResult } from '../src/fleet/backup-job.ts';
 import { backupJobOptions, backupQueueName, queueOptions, schedulerId, triggerQueueName } from './queues.ts';
-import { decodeFailure } from './worker.ts';
+import { decodeFailure } from './job-failure.ts';
 
 export interface ScheduleEntry {
   readonly target: string;

@@ -1,6 +1,6 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config, TargetConfig } from '../src/config/load.ts';
-import { BackupError, errorCode, errorMessage, isPermanent } from '../src/errors.ts';
+import { BackupError, isPermanent } from '../src/errors.ts';
 import type { Executor } from '../src/executors/executor.ts';
 import type { Logger } from '../src/log.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
@@ -10,6 +10,7 @@ import { fleetLeaseFor, holderIdentity } from '../src/locks/fleet-lease.ts';
 import { Watchdog } from '../src/locks/watchdog.ts';
 import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
+import { encodeFailure } from './job-failure.ts';
 import { backupJobOptions, backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
 import { workerConnection } from './redis.ts';
 
@@ -25,16 +26,6 @@ export interface RunningWorker {
   readonly holderId: string;
   /** Graceful: cancels dumps in flight (their services are started again), waits for jobs to settle. */
   close(): Promise<void>;
-}
-
-/** failedReason carries the stable code in front, so `run --wait` can report it. */
-export function encodeFailure(err: unknown): string {
-  return `${errorCode(err)}: ${errorMessage(err)}`;
-}
-
-export function decodeFailure(reason: string | undefined): { code: string; message: string } {
-  const m = /^([A-Z][A-Z0-9_]+): ([\s\S]*)$/.exec(reason ?? '');
-  return m ? { code: m[1] ?? 'INTERNAL', message: m[2] ?? '' } : { code: 'INTERNAL', message: reason ?? 'unknown failure' };
 }
 
 /**

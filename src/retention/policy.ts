@@ -1,5 +1,5 @@
 import { newestFirst } from '../catalog/catalog.ts';
-import { formatBytes } from '../cli/progress.ts';
+import { formatBytes } from '../format.ts';
 import { BackupError } from '../errors.ts';
 
 /**

@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from '../cli/progress.ts';
+import { formatBytes, formatDuration } from '../format.ts';
 import type { FleetRow, FleetView } from './fleet-view.ts';
 import { html, raw, type RawHtml } from './html.ts';
 

@@ -1,6 +1,7 @@
 import { findTarget } from '../../src/config/load.ts';
 import { exitCodes, stringList, UsageError, type CliCommand } from '../../src/cli/command.ts';
-import { formatBytes, formatDuration, ProgressPrinter } from '../../src/cli/progress.ts';
+import { formatBytes, formatDuration } from '../../src/format.ts';
+import { ProgressPrinter } from '../../src/cli/progress.ts';
 import type { ProgressEvent } from '../../src/backup/progress.ts';
 import { enqueueBackups, waitForJobs } from '../producer.ts';
 import { openClient } from '../redis.ts';

@@ -1,5 +1,5 @@
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
-import { formatBytes, formatDuration } from '../../src/cli/progress.ts';
+import { formatBytes, formatDuration } from '../../src/format.ts';
 import { fleetLeaseFor } from '../../src/locks/fleet-lease.ts';
 import { leaseHoldReason } from '../../src/locks/lease-hold-reason.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';

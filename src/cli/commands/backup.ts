@@ -4,7 +4,8 @@ import { createExecutor } from '../../executors/index.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { backupSummary, runBackup } from '../../backup/run-backup.ts';
 import { exitCodes, requiredString, type CliCommand } from '../command.ts';
-import { formatBytes, formatDuration, ProgressPrinter } from '../progress.ts';
+import { formatBytes, formatDuration } from '../../format.ts';
+import { ProgressPrinter } from '../progress.ts';
 
 export const command: CliCommand = {
   name: 'backup',

@@ -4,7 +4,7 @@ import { findTarget } from '../../config/load.ts';
 import { errorCode, errorMessage } from '../../errors.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, requiredString, type CliCommand, type CliContext } from '../command.ts';
-import { formatBytes, formatDuration } from '../progress.ts';
+import { formatBytes, formatDuration } from '../../format.ts';
 
 /**
  * A backup id that does not exist is bad input (exit 2), reported with its own code so that

@@ -4,7 +4,7 @@ import { policyFromConfig } from '../../retention/policy.ts';
 import { pruneTarget, type PruneResult } from '../../retention/prune.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, stringList, type CliCommand } from '../command.ts';
-import { formatBytes } from '../progress.ts';
+import { formatBytes } from '../../format.ts';
 
 function human(r: PruneResult): string {
   const verb = r.dryRun ? 'would delete' : 'deleted';

@@ -3,7 +3,7 @@ import { describeEncryption, rekeyTarget, type RekeyResult } from '../../backup/
 import { findTarget } from '../../config/load.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, requiredString, stringOption, type CliCommand } from '../command.ts';
-import { formatBytes } from '../progress.ts';
+import { formatBytes } from '../../format.ts';
 import { reportBackupNotFound } from './list.ts';
 
 function human(r: RekeyResult): string {

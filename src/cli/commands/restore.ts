@@ -7,7 +7,7 @@ import { createExecutor } from '../../executors/index.ts';
 import { restoreBackup, type RestoreProgress } from '../../restore/restore.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, requiredString, stringOption, UsageError, type CliCommand, type CliContext } from '../command.ts';
-import { formatBytes, formatDuration } from '../progress.ts';
+import { formatBytes, formatDuration } from '../../format.ts';
 import { reportBackupNotFound } from './list.ts';
 
 /** One live line on a terminal; one line per step otherwise. */

@@ -3,7 +3,8 @@ import { findTarget } from '../../config/load.ts';
 import { verifyBackup, type VerifyReport } from '../../restore/verify.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, requiredString, stringOption, type CliCommand } from '../command.ts';
-import { formatBytes, formatDuration, ProgressPrinter } from '../progress.ts';
+import { formatBytes, formatDuration } from '../../format.ts';
+import { ProgressPrinter } from '../progress.ts';
 import { reportBackupNotFound, table } from './list.ts';
 
 function human(report: VerifyReport): string {
