@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../abort.ts';
 import { startSimFleet } from '../../sim/fleet.ts';
 import { defaultPgUrl } from '../../sim/postgres.ts';
 import { maxVcdbMb } from '../../sim/vcdb-data.ts';
@@ -66,7 +66,7 @@ export const command: CliCommand = {
           `simulate: running until SIGTERM or Ctrl-C, e.g. \`vcsa-backup worker --config ${fleet.configPath}\` in another terminal`,
         ].join('\n'),
       );
-      if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+      await untilAborted(ctx.signal);
       ctx.say('simulate: stopping the appliances and removing their databases');
     } finally {
       await fleet.stop();
