@@ -137,4 +137,16 @@ const postgres: Profile = {
   ],
 };
 
-export const builtinProfiles: ReadonlyMap<string, Profile> = new Map([vcsa55, vcsa6, postgres].map((p) => [p.name, p]));
+/**
+ * vCenter 6.7–8.0: the appliance's own file-based backup through its REST API (src/native/).
+ * Nothing runs in a shell and no service stops: the target has `api` instead of `executor`.
+ */
+const vcsaNative: Profile = {
+  name: 'vcsa-native',
+  description: "vCenter Server Appliance 6.7–8.0: the appliance's file-based backup (REST API), received over SFTP",
+  variables: {},
+  services: [],
+  dumps: [],
+};
+
+export const builtinProfiles: ReadonlyMap<string, Profile> = new Map([vcsa55, vcsa6, postgres, vcsaNative].map((p) => [p.name, p]));
