@@ -256,7 +256,7 @@ async function restoreWhileQuiesced(args: {
         failedAt = { name: artifactName, error: err };
         throw err;
       }
-        }
+    }
   }
 
   try {
