@@ -3,7 +3,7 @@ import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
-import { compressOnce, type CompressedFile } from './compress.ts';
+import { compressOnce, type CompressedFile, type GzippedDump } from './compress.ts';
 import { encryptedSuffix, encryptionTarget, encryptOnce, type EncryptedFile } from './encrypt.ts';
 import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
@@ -40,10 +40,10 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
   const artifacts: ManifestArtifact[] = [];
 
   const compressAt = Date.now();
-  const compressed: CompressedFile[] = [];
+  const compressed: GzippedDump[] = [];
   for (const artifact of spool.artifacts) {
     emit({ target: spool.target, step: 'compress', artifact: artifact.name });
-    compressed.push(await compressOnce(join(spool.dir, artifact.file), config.compression.level, signal));
+    compressed.push(await compressOnce(join(spool.dir, artifact.file), config.compression, signal));
   }
   timings['compressMs'] = Date.now() - compressAt;
 
@@ -82,7 +82,8 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
       bytes: put.bytes,
       sha256: put.sha256,
       rawBytes: artifact.rawBytes,
-      rawSha256: artifact.rawSha256,
+      // Hashed while compressing, unless the dump step took it (older spools).
+      rawSha256: artifact.rawSha256 ?? compressed[i]?.rawSha256 ?? '',
       compression: 'gzip',
       encryption: encrypted,
       format: artifact.format,
