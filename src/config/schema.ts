@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import { defaults } from '../defaults.ts';
 
 /**
- * fleet.yaml, as written by an operator. Defaults live here, in one place; docs/configuration.md
+ * fleet.yaml, as written by an operator. Default values come from src/defaults.ts; docs/configuration.md
  * and the README's reference describe the same fields. Secrets are references (env, file or
  * inline) that `load.ts` resolves into `Secret`s.
  */
@@ -24,14 +25,14 @@ const seconds = z.number().positive();
 const localExecutor = z.strictObject({
   type: z.literal('local'),
   /** Shell used to run profile commands. */
-  shell: z.string().default('/bin/bash'),
+  shell: z.string().default(defaults.executor.localShell),
 });
 
 const sshExecutor = z.strictObject({
   type: z.literal('ssh'),
   host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
-  user: z.string().min(1).default('root'),
+  port: z.number().int().min(1).max(65535).default(defaults.executor.sshPort),
+  user: z.string().min(1).default(defaults.executor.sshUser),
   /** Pinned host key, as OpenSSH prints it: "SHA256:base64…". Either this or knownHosts is required. */
   hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'expected "SHA256:<base64>" as printed by `ssh-keygen -lf`').optional(),
   knownHosts: z.string().min(1).optional(),
@@ -40,8 +41,8 @@ const sshExecutor = z.strictObject({
   password: secretRef.optional(),
   /** Path of the ssh-agent socket; `true` means $SSH_AUTH_SOCK. */
   agent: z.union([z.boolean(), z.string().min(1)]).optional(),
-  keepaliveSeconds: seconds.default(15),
-  connectTimeoutSeconds: seconds.default(20),
+  keepaliveSeconds: seconds.default(defaults.executor.sshKeepaliveSeconds),
+  connectTimeoutSeconds: seconds.default(defaults.executor.sshConnectTimeoutSeconds),
 });
 
 const dockerExecutor = z.strictObject({
@@ -60,16 +61,16 @@ const scheduleSchema = z.strictObject({
   /** Five- or six-field cron pattern. */
   cron: z.string().min(1),
   /** IANA time zone, e.g. Europe/Berlin. The appliances run in UTC; the schedule need not. */
-  tz: z.string().min(1).default('UTC'),
+  tz: z.string().min(1).default(defaults.schedule.tz),
 });
 
 const timeoutsSchema = z.strictObject({
   /** Stop/start/status of one service. */
-  serviceSeconds: seconds.default(300),
+  serviceSeconds: seconds.default(defaults.timeouts.serviceSeconds),
   /** One database dump. */
-  dumpSeconds: seconds.default(3 * 3600),
+  dumpSeconds: seconds.default(defaults.timeouts.dumpSeconds),
   /** One database restore. */
-  restoreSeconds: seconds.default(3 * 3600),
+  restoreSeconds: seconds.default(defaults.timeouts.restoreSeconds),
 });
 
 /**
@@ -79,7 +80,7 @@ const timeoutsSchema = z.strictObject({
  */
 const nativeApiSchema = z.strictObject({
   url: z.url().regex(/^https:\/\//, 'use https://; the appliance API is HTTPS only'),
-  user: z.string().min(1).default('administrator@vsphere.local'),
+  user: z.string().min(1).default(defaults.native.apiUser),
   password: secretRef,
   tls: z
     .strictObject({
@@ -90,7 +91,7 @@ const nativeApiSchema = z.strictObject({
         .optional(),
     })
     .optional(),
-  requestTimeoutSeconds: seconds.default(60),
+  requestTimeoutSeconds: seconds.default(defaults.native.requestTimeoutSeconds),
 });
 
 /** Per-target overrides of the native section. */
@@ -123,24 +124,24 @@ const retentionSchema = z.strictObject({
   keepWeekly: z.number().int().min(0).optional(),
   keepMonthly: z.number().int().min(0).optional(),
   /** Skip pruning when the newest backup is smaller than this fraction of the one before. */
-  minSizeRatio: z.number().min(0).max(1).default(0.5),
+  minSizeRatio: z.number().min(0).max(1).default(defaults.retention.minSizeRatio),
   /** Prune after every successful backup. */
-  afterBackup: z.boolean().default(true),
+  afterBackup: z.boolean().default(defaults.retention.afterBackup),
 });
 
 export const configSchema = z.strictObject({
   redis: z
     .strictObject({
-      url: z.string().min(1).default('redis://127.0.0.1:6379'),
+      url: z.string().min(1).default(defaults.redis.url),
       /** Prefix of every Redis key (BullMQ queues, leases, state). Use "{vcsa-backup}" on Redis Cluster. */
-      prefix: z.string().regex(/^[^:\s]+$/, 'no colons or spaces').default('vcsa-backup'),
+      prefix: z.string().regex(/^[^:\s]+$/, 'no colons or spaces').default(defaults.redis.prefix),
     })
     .prefault({}),
   s3: z.strictObject({
     bucket: z.string().min(3),
     /** Key prefix; objects are <prefix>/<target>/<backup id>/<file>. */
-    prefix: z.string().regex(/^[^:]*$/, 'no colons').default('vcsa'),
-    region: z.string().min(1).default('us-east-1'),
+    prefix: z.string().regex(/^[^:]*$/, 'no colons').default(defaults.s3.prefix),
+    region: z.string().min(1).default(defaults.s3.region),
     /** For S3-compatible servers; omit for AWS. */
     endpoint: z.url().optional(),
     forcePathStyle: z.boolean().optional(),
@@ -153,44 +154,44 @@ export const configSchema = z.strictObject({
      */
     checksums: z.enum(['when-required', 'when-supported']).optional(),
     /** 8 MiB: AWS and the small S3-compatible servers (the embedded one takes bodies up to ~11 MiB) all accept it. */
-    partSizeMiB: z.number().int().min(5).max(5120).default(8),
-    queueSize: z.number().int().min(1).max(32).default(4),
+    partSizeMiB: z.number().int().min(5).max(5120).default(defaults.s3.partSizeMiB),
+    queueSize: z.number().int().min(1).max(32).default(defaults.s3.queueSize),
     /** "download" re-reads each object and compares sha256; "head" compares size and the sha256 we stored in the object's metadata (weaker: that metadata is what we sent, not a hash of the stored bytes). */
-    verify: z.enum(['download', 'head']).default('download'),
+    verify: z.enum(['download', 'head']).default(defaults.s3.verify),
     createBucket: z.boolean().default(false),
     storageClass: z.string().optional(),
   }),
-  schedule: scheduleSchema.default({ cron: '0 2 * * *', tz: 'UTC' }),
+  schedule: scheduleSchema.default({ ...defaults.schedule }),
   quiesce: z
     .strictObject({
       /** Appliances that may have services stopped at the same instant, fleet-wide. */
-      maxConcurrent: z.number().int().min(1).default(1),
+      maxConcurrent: z.number().int().min(1).default(defaults.quiesce.maxConcurrent),
       /** The fleet lease; renewed every third of this. Longer than any plausible pause of a worker. */
-      leaseSeconds: seconds.default(30),
-      watchdogIntervalSeconds: seconds.default(10),
+      leaseSeconds: seconds.default(defaults.quiesce.leaseSeconds),
+      watchdogIntervalSeconds: seconds.default(defaults.quiesce.watchdogIntervalSeconds),
       /**
        * "dump" (default): services start as soon as the dumps are spooled; compression and upload
        * run with the appliance back up. "upload": the classic script's order — services start
        * after the artifacts are uploaded (the manifest follows), holding the fleet slot that long.
        * If that upload fails, the services are started and it is retried from the spool.
        */
-      startServicesAfter: z.enum(['dump', 'upload']).default('dump'),
+      startServicesAfter: z.enum(['dump', 'upload']).default(defaults.quiesce.startServicesAfter),
       /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
       enabled: z.boolean().default(true),
       /** How long a job waits for a fleet slot before it is retried later. */
-      waitSeconds: seconds.default(6 * 3600),
+      waitSeconds: seconds.default(defaults.quiesce.waitSeconds),
     })
     .prefault({}),
   /** The vcsa-native profile: appliance file-based backups pushed to a per-job SFTP receiver (docs/native.md). */
   native: z
     .strictObject({
       /** Native jobs running at once, fleet-wide (a lease pool of its own: no services stop, but appliances and receivers carry load). */
-      maxConcurrent: z.number().int().min(1).default(2),
-      leaseSeconds: seconds.default(30),
+      maxConcurrent: z.number().int().min(1).default(defaults.native.maxConcurrent),
+      leaseSeconds: seconds.default(defaults.native.leaseSeconds),
       receiver: z
         .strictObject({
           /** host:port the per-job SFTP server binds; port 0 (default) gives every job its own port. */
-          listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:0').default('0.0.0.0:0'),
+          listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:0').default(defaults.native.receiverListen),
           /** host[:port] the appliance connects to; without a port, the port bound for the job. Default: the listen host unless it is 0.0.0.0. */
           advertise: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s/]+)(:\d{1,5})?$/, 'expected host or host:port the appliances can reach').optional(),
         })
@@ -199,26 +200,26 @@ export const configSchema = z.strictObject({
       parts: z.array(z.string().min(1)).default([]),
       backupPassword: secretRef.optional(),
       /** How often a running appliance job is polled. */
-      pollSeconds: seconds.default(5),
+      pollSeconds: seconds.default(defaults.native.pollSeconds),
       /** A job not finished by then is cancelled on the appliance and fails (retryable). */
-      jobTimeoutSeconds: seconds.default(4 * 3600),
+      jobTimeoutSeconds: seconds.default(defaults.native.jobTimeoutSeconds),
       /** How long a job waits for a native slot before it is retried later. */
-      waitSeconds: seconds.default(6 * 3600),
+      waitSeconds: seconds.default(defaults.native.waitSeconds),
     })
     .prefault({}),
   spool: z
     .strictObject({
-      dir: z.string().min(1).default('/var/spool/vcsa-backup'),
+      dir: z.string().min(1).default(defaults.spool.dir),
       /** Refuse to start a dump when less than this is free in the spool. */
-      minFreeMiB: z.number().int().min(0).default(256),
+      minFreeMiB: z.number().int().min(0).default(defaults.spool.minFreeMiB),
     })
     .prefault({}),
   compression: z
     .strictObject({
       /** gzip level, 1 (fastest) to 9 (smallest). */
-      level: z.number().int().min(1).max(9).default(6),
+      level: z.number().int().min(1).max(9).default(defaults.compression.level),
       /** Threads compressing in parallel (independent gzip members, one file); 0 = one per core. */
-      threads: z.number().int().min(0).max(256).default(0),
+      threads: z.number().int().min(0).max(256).default(defaults.compression.threads),
     })
     .prefault({}),
   /**
@@ -243,22 +244,22 @@ export const configSchema = z.strictObject({
   worker: z
     .strictObject({
       /** Backups one worker process runs at once. Quiescing is still limited fleet-wide by the lease. */
-      concurrency: z.number().int().min(1).default(2),
+      concurrency: z.number().int().min(1).default(defaults.worker.concurrency),
       /** Attempts of a queued backup (a fresh dump only when its spool is lost or it never got one). */
-      attempts: z.number().int().min(1).default(5),
+      attempts: z.number().int().min(1).default(defaults.worker.attempts),
       /** BullMQ job lock; a killed worker's job is retried after about this plus stalledIntervalSeconds. */
-      lockSeconds: seconds.default(30),
-      stalledIntervalSeconds: seconds.default(30),
-      backoffSeconds: seconds.default(30),
+      lockSeconds: seconds.default(defaults.worker.lockSeconds),
+      stalledIntervalSeconds: seconds.default(defaults.worker.stalledIntervalSeconds),
+      backoffSeconds: seconds.default(defaults.worker.backoffSeconds),
       /** Upload attempts from the spool within one job attempt, with exponential backoff and jitter. */
-      uploadAttempts: z.number().int().min(1).default(8),
+      uploadAttempts: z.number().int().min(1).default(defaults.worker.uploadAttempts),
     })
     .prefault({}),
   verify: z
     .strictObject({
       afterBackup: z.boolean().default(false),
       /** A PostgreSQL server for scratch restores: postgres://user@host:port/db */
-      scratchUrl: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres'),
+      scratchUrl: z.string().min(1).default(defaults.verify.scratchUrl),
       /** Directory of psql and pg_restore for scratch restores; default /usr/lib/postgresql/15/bin if present, else $PATH. */
       pgBin: z.string().min(1).optional(),
       /** Consistency checks of a backup's databases; those for a profile replace its built-in ones (docs/restore.md). */
@@ -281,7 +282,7 @@ export const configSchema = z.strictObject({
   dashboard: z
     .strictObject({
       /** A last good backup older than this is highlighted on the fleet page. */
-      staleHours: seconds.default(26),
+      staleHours: seconds.default(defaults.dashboard.staleHours),
       /** Bearer token required for everything but /healthz (`Authorization: Bearer <token>`). */
       token: secretRef.optional(),
       /** Basic auth for everything but /healthz; either this or token, or both. */
@@ -295,16 +296,16 @@ export const configSchema = z.strictObject({
           /** A secret reference: webhook URLs (Slack's, for one) carry their credentials in the path. */
           url: secretRef,
           /** "json": the event object; "slack": `{ "text": … }` for Slack-compatible incoming webhooks. */
-          format: z.enum(['json', 'slack']).default('json'),
-          timeoutSeconds: seconds.default(5),
+          format: z.enum(['json', 'slack']).default(defaults.notify.webhookFormat),
+          timeoutSeconds: seconds.default(defaults.notify.webhookTimeoutSeconds),
           /** At most one notification per target and kind (failure, recovery, stale) in this window. */
-          minIntervalSeconds: z.number().min(0).default(300),
+          minIntervalSeconds: z.number().min(0).default(defaults.notify.minIntervalSeconds),
         })
         .optional(),
       /** Alert when an appliance has had no good backup for this long. */
-      staleHours: seconds.default(26),
+      staleHours: seconds.default(defaults.notify.staleHours),
       /** How often workers look for stale appliances (one alert per stale spell, whatever the number of workers). */
-      checkIntervalSeconds: seconds.default(300),
+      checkIntervalSeconds: seconds.default(defaults.notify.checkIntervalSeconds),
     })
     .prefault({}),
   targets: z.array(targetSchema).min(1, 'list at least one appliance under targets'),

@@ -14,6 +14,7 @@ import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
+import { timings } from '../defaults.ts';
 
 /** What a queued backup job carries. Never secrets: only names and paths. */
 export interface BackupJobData {
@@ -190,7 +191,7 @@ async function uploadWithRetries(
     } catch (err) {
       if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || errorCode(err) === 'SPOOL_LOST') throw err;
       // Exponential backoff with full jitter, capped: S3 outages tend to last minutes.
-      const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), 5 * 60_000);
+      const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), timings.uploadBackoffCapMs);
       const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));
       logger.warn({ err, attempt, delayMs }, 'upload failed; retrying from the spool without quiescing again');
       await state.recordUploadRetry(spool.target).catch(() => undefined);
@@ -208,7 +209,7 @@ function throttledProgress(state: FleetState, target: string, holder: string, jo
   return (event) => {
     const now = Date.now();
     const step = `${event.step} ${event.artifact ?? ''}`;
-    if (step === lastStep && now - last < 1000) return;
+    if (step === lastStep && now - last < timings.progressThrottleMs) return;
     last = now;
     lastStep = step;
     job.reportProgress(event);

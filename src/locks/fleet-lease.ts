@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { BackupError } from '../errors.ts';
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
+import { timings } from '../defaults.ts';
 
 /**
  * The fleet quiesce lease: at most `maxConcurrent` appliances have services stopped at any
@@ -237,7 +238,7 @@ export class FleetLease {
    */
   async acquire(target: string, options: { waitMs: number; signal?: AbortSignal; pollMs?: number; onWaiting?: (holders: LeaseEntry[]) => void }): Promise<LeaseHandle> {
     const deadline = Date.now() + options.waitMs;
-    const pollMs = options.pollMs ?? 1000;
+    const pollMs = options.pollMs ?? timings.leaseAcquirePollMs;
     let reported = false;
     // One subscription to release messages for the whole wait, opened only if we have to wait.
     let releases: ReleaseListener | undefined;
@@ -284,7 +285,7 @@ export class FleetLease {
         logger.warn({ err, target }, 'fleet lease renewal failed; retrying');
       }
     };
-    const timer = setInterval(() => void renew(), Math.max(200, Math.floor(leaseMs / 3)));
+    const timer = setInterval(() => void renew(), Math.max(timings.minRenewMs, Math.floor(leaseMs * timings.renewFraction)));
     timer.unref();
     const guard: LeaseGuard = {
       assertHeld: async (step: string) => {

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.ts';
 import { BackupError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { timings } from '../defaults.ts';
 
 /**
  * One backup (or restore, or rekey) per appliance at a time (invariant 3): a Redis key per target, set with
@@ -45,7 +46,7 @@ export async function acquireTargetLock(
   let ok = await redis.set(key, token, 'PX', options.ttlMs, 'NX');
   while (ok !== 'OK' && Date.now() < deadline) {
     options.signal?.throwIfAborted();
-    await new Promise((resolve) => setTimeout(resolve, Math.min(500, Math.max(1, deadline - Date.now()))));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(timings.targetLockPollMs, Math.max(1, deadline - Date.now()))));
     ok = await redis.set(key, token, 'PX', options.ttlMs, 'NX');
   }
   if (ok !== 'OK') {
@@ -55,7 +56,7 @@ export async function acquireTargetLock(
   }
   const timer = setInterval(() => {
     redis.eval(renewScript, 1, key, token, options.ttlMs).catch((err: unknown) => options.logger.warn({ err, target: options.target }, 'target lock renewal failed'));
-  }, Math.max(200, Math.floor(options.ttlMs / 3)));
+  }, Math.max(timings.minRenewMs, Math.floor(options.ttlMs * timings.renewFraction)));
   timer.unref();
   return {
     target: options.target,

@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import type { FleetHeldNotifier } from '../notify/notifier.ts';
 import { startAndConfirm } from '../quiesce/with-quiesced-appliance.ts';
 import type { FleetLease, LeaseEntry } from './fleet-lease.ts';
+import { timings } from '../defaults.ts';
 
 export interface WatchdogOptions {
   readonly config: Config;
@@ -17,12 +18,6 @@ export interface WatchdogOptions {
   readonly notifier?: FleetHeldNotifier | undefined;
 }
 
-/**
- * After a rescue that could not confirm the services, the next try waits the watchdog interval,
- * doubling per failure up to this: an appliance that stays unreachable is retried every ten
- * minutes, not every few seconds for ever.
- */
-export const watchdogBackoffCapMs = 10 * 60_000;
 
 /**
  * Restores invariant 2 when a worker dies (or hangs, or loses Redis) while its appliance is
@@ -51,7 +46,7 @@ export class Watchdog {
           if (!this.#stopped) this.#timer = setTimeout(tick, intervalMs);
         });
     };
-    this.#timer = setTimeout(tick, Math.min(intervalMs, 1000));
+    this.#timer = setTimeout(tick, Math.min(intervalMs, timings.watchdogFirstSweepMs));
   }
 
   async stop(): Promise<void> {
@@ -83,7 +78,7 @@ export class Watchdog {
       log.error('watchdog: an expired lease names a target this worker does not know; it cannot start its services. Check that every worker has the same fleet.yaml');
       return false;
     }
-    const claimMs = Math.max(60_000, target.timeouts.serviceSeconds * 1000 * Math.max(1, target.boundProfile.services.length) * 2);
+    const claimMs = Math.max(timings.watchdogClaimMinMs, target.timeouts.serviceSeconds * 1000 * Math.max(1, target.boundProfile.services.length) * 2);
     if (!(await lease.claimExpired(entry, rescuerId, claimMs))) return false;
     log.warn('watchdog: fleet lease expired while the appliance may be quiesced; starting its services');
     const executor = this.#options.makeExecutor(target);
@@ -95,7 +90,7 @@ export class Watchdog {
     } catch (err) {
       // Keep the slot: freeing it would let another appliance stop while this one is down.
       const failures = await lease
-        .rescueFailed(entry, rescuerId, errorMessage(err), { baseMs: config.quiesce.watchdogIntervalSeconds * 1000, capMs: watchdogBackoffCapMs })
+        .rescueFailed(entry, rescuerId, errorMessage(err), { baseMs: config.quiesce.watchdogIntervalSeconds * 1000, capMs: timings.watchdogBackoffCapMs })
         .catch(() => 0);
       log.error({ err, failures }, 'watchdog: could not confirm the services; the slot stays taken, retried with backoff. An operator who has checked the appliance can free it with `vcsa-backup lease release --target <name> --force`');
       if (failures === 1) {

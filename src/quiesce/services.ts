@@ -2,6 +2,7 @@ import { BackupError, combineErrors, errorMessage } from '../errors.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceSpec } from '../profiles/profile.ts';
+import { timings } from '../defaults.ts';
 
 export interface ServiceOptions {
   readonly executor: Executor;
@@ -43,14 +44,14 @@ export async function stopServices(options: ServiceOptions, signal?: AbortSignal
 
 /**
  * Starts services in the given order and checks each runs. Every service gets its start even if
- * an earlier one failed; each is tried up to three times, then SERVICES_NOT_RUNNING says which.
+ * an earlier one failed; each is tried up to timings.serviceStartAttempts times, then SERVICES_NOT_RUNNING says which.
  */
 export async function startServices(options: ServiceOptions): Promise<void> {
   const { executor, services, timeoutMs, logger } = options;
   const failed: string[] = [];
   for (const service of services) {
     let lastError: unknown;
-    for (let attempt = 1; attempt <= 3; attempt++) {
+    for (let attempt = 1; attempt <= timings.serviceStartAttempts; attempt++) {
       try {
         logger.info({ service: service.name, attempt }, 'starting service');
         await executor.run(service.start, { timeoutMs });
