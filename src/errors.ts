@@ -1,3 +1,5 @@
+import type { ErrorCode } from './error-codes.ts';
+
 /**
  * Errors meant for an operator. Each carries a stable `code` (for scripts, metrics and the
  * dashboard), a message that says what went wrong and what to do, and whether retrying can
@@ -12,11 +14,11 @@ export interface BackupErrorOptions {
 }
 
 export class BackupError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly permanent: boolean;
   readonly details: Record<string, unknown>;
 
-  constructor(code: string, message: string, options: BackupErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: BackupErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BackupError';
     this.code = code;
@@ -78,7 +80,7 @@ export function describeCommand(command: string): string {
   return oneLine.length > 160 ? `${oneLine.slice(0, 157)}...` : oneLine;
 }
 
-export function errorCode(err: unknown): string {
+export function errorCode(err: unknown): ErrorCode {
   return err instanceof BackupError ? err.code : 'INTERNAL';
 }
 

@@ -17,6 +17,7 @@ import { createWorkDir } from '../restore/work-dir.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { encryptedSuffix, encryptionTarget } from './encrypt.ts';
 import { backupIdFor, backupPrefix, type ArtifactEncryption, type Manifest, type ManifestArtifact } from './manifest.ts';
+import { hasCode } from '../error-codes.ts';
 
 /**
  * `rekey`: re-encrypts stored backups to the current encryption settings — after recipients were
@@ -155,7 +156,7 @@ async function staleReason(store: ObjectStore, artifact: ManifestArtifact, to: A
     await current.fileKey(await readAgeHeader(await store.get(artifact.key), artifact.key), artifact.key, enc);
     return null;
   } catch (err) {
-    if (errorCode(err) === 'DECRYPT_FAILED') return 'age with an older passphrase; now encryption.passphrase';
+    if (hasCode(err, 'DECRYPT_FAILED')) return 'age with an older passphrase; now encryption.passphrase';
     throw err;
   }
 }
@@ -205,7 +206,7 @@ async function rekeyOne(input: RekeyInput, entry: CatalogEntry, to: AgeTarget, i
   try {
     // Read again under the lock: a prune or an earlier rekey may have changed it since the listing.
     const before = await readManifest(store, entry.manifestKey).catch((err: unknown) => {
-      if (errorCode(err) === 'OBJECT_NOT_FOUND') return null;
+      if (hasCode(err, 'OBJECT_NOT_FOUND')) return null;
       throw err;
     });
     if (!before) return { id: entry.id, action: 'gone', reason: 'deleted since it was listed (retention?)', artifacts: [], removed: [] };

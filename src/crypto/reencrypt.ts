@@ -8,6 +8,7 @@ import { BackupError, errorCode } from '../errors.ts';
 import { createAgeEncryptStream, openAgeFile, readAgeHeader, type AgeEncryptionInfo, type AgeTarget } from './age-stream.ts';
 import type { DecryptionKeys } from './key-ring.ts';
 import { openArtifact } from './open-artifact.ts';
+import { hasCode } from '../error-codes.ts';
 
 /**
  * Passes every chunk on and copies it into `side`, waiting when `side` is full: one read of the
@@ -81,7 +82,7 @@ export async function reencryptArtifact(
   try {
     fileKey = await keys.fileKey(await readAgeHeader(createReadStream(toPath), toPath), toPath, info);
   } catch (err) {
-    if (errorCode(err) !== 'DECRYPT_FAILED') throw err;
+    if (!hasCode(err, 'DECRYPT_FAILED')) throw err;
   }
   if (fileKey) {
     const back = new HashingStream();

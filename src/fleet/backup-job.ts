@@ -15,6 +15,7 @@ import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 import { timings } from '../defaults.ts';
+import { hasCode } from '../error-codes.ts';
 
 /** What a queued backup job carries. Never secrets: only names and paths. */
 export interface BackupJobData {
@@ -189,7 +190,7 @@ async function uploadWithRetries(
       const result = await uploadSpool({ config, spool, uploaded: attempt === 1 ? uploaded : null, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
       return { result, attempts: attempt };
     } catch (err) {
-      if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || errorCode(err) === 'SPOOL_LOST') throw err;
+      if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || hasCode(err, 'SPOOL_LOST')) throw err;
       // Exponential backoff with full jitter, capped: S3 outages tend to last minutes.
       const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), timings.uploadBackoffCapMs);
       const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));

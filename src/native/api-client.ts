@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { NativeApiSettings } from './settings.ts';
+import { hasCode } from '../error-codes.ts';
 
 /**
  * The appliance's REST API, as the vcsa-native profile's executor. Two dialects, chosen by
@@ -212,7 +213,7 @@ export class ApplianceApi {
         if (err instanceof BackupError || signal?.aborted) return reject(signal?.aborted ? (signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason))) : err);
         reject(
           new BackupError('NATIVE_API_UNREACHABLE', `cannot reach the appliance API at ${this.url}: ${errorMessage(err)}; check targets[].api.url and the network`, {
-            permanent: (err as { code?: string }).code === 'NATIVE_TLS_PIN_MISMATCH' || /certificate|self.signed/i.test(errorMessage(err)),
+            permanent: hasCode(err, 'NATIVE_TLS_PIN_MISMATCH') || /certificate|self.signed/i.test(errorMessage(err)),
             cause: err,
           }),
         );

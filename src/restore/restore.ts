@@ -18,6 +18,7 @@ import { restoreRunId } from './database-names.ts';
 import { swapDatabases, type UndoSwap } from './database-swap.ts';
 import { stageDatabases, type StagedDatabase } from './staged-databases.ts';
 import { createWorkDir } from './work-dir.ts';
+import { hasCode } from '../error-codes.ts';
 
 export type RestoreStep = 'find' | 'download' | 'lock' | 'load' | 'precheck' | 'lease' | 'stop' | 'swap' | 'copy' | 'restore' | 'start' | 'done';
 
@@ -315,7 +316,7 @@ async function restoreWhileQuiesced(args: {
         (failedAt ? '' : ` Cause: ${errorMessage(failure)}`),
       {
         cause: failure,
-        permanent: errorCode(failure) !== 'LEASE_LOST',
+        permanent: !hasCode(failure, 'LEASE_LOST'),
         details: { restored, notRestored: missing, cause: errorCode(failure), servicesDown },
       },
     );

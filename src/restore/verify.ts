@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
 import type { Config } from '../config/load.ts';
 import { decryptionKeys } from '../crypto/key-ring.ts';
-import { errorCode, errorMessage } from '../errors.ts';
+import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -10,6 +10,7 @@ import { checksFor, runChecks, type CheckResult, type ConsistencyCheck } from '.
 import { fetchArtifacts, type FetchedArtifact, type FetchProgress } from './fetch-artifacts.ts';
 import { createScratchDatabase, defaultPgBinDir, loadCustomArchive, loadPlainSql, parseScratchUrl, scratchQuery, tableStats, type ScratchDatabase, type TableStats } from './scratch-db.ts';
 import { createWorkDir } from './work-dir.ts';
+import { hasCode } from '../error-codes.ts';
 
 export interface VerifyInput {
   readonly config: Config;
@@ -98,7 +99,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
       checksums = 'ok';
     } catch (err) {
       if (signal?.aborted) throw err;
-      checksums = errorCode(err) === 'RESTORE_CHECKSUM_MISMATCH' ? 'mismatch' : 'not checked';
+      checksums = hasCode(err, 'RESTORE_CHECKSUM_MISMATCH') ? 'mismatch' : 'not checked';
       problems.push(errorMessage(err));
     }
 
@@ -132,7 +133,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
         logger.info({ artifact: a.name, tables: tables.length, ms: Date.now() - loadStarted }, 'dump loads into a scratch database');
       } catch (err) {
         if (signal?.aborted) throw err;
-        if (errorCode(err) === 'VERIFY_SCRATCH_UNAVAILABLE' || errorCode(err) === 'VERIFY_PG_CLIENT') throw err;
+        if (hasCode(err, 'VERIFY_SCRATCH_UNAVAILABLE', 'VERIFY_PG_CLIENT')) throw err;
         const message = errorMessage(err);
         problems.push(`${a.name}: does not load: ${message}`);
         databases.push({ name: a.name, format: a.format, rawBytes: file.rawBytes, loaded: false, loadMs: Date.now() - loadStarted, scratchDatabase: db?.name ?? null, dropped: false, tables: [], rows: 0, bytes: 0, error: message });

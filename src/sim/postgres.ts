@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { BackupError } from '../errors.ts';
+import type { ErrorCode } from '../error-codes.ts';
 
 /** Where the simulated appliances find the PostgreSQL client binaries (Debian's layout). */
 export const defaultPgBin = process.env['VCSA_SIM_PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
@@ -56,7 +57,7 @@ export async function psql(url: string, sql: string, options: { pgBin?: string }
 }
 
 /** Runs one of the PostgreSQL client binaries with `input` on its stdin and collects its output. */
-export async function runPgTool(bin: string, args: readonly string[], input: string | Buffer, errorCode: string): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
+export async function runPgTool(bin: string, args: readonly string[], input: string | Buffer, errorCode: ErrorCode): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
   const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PGAPPNAME: 'vcsa-sim' } });
   const out: Buffer[] = [];
   const err: Buffer[] = [];

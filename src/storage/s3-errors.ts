@@ -1,4 +1,5 @@
 import { AbortedError, BackupError } from '../errors.ts';
+import type { ErrorCode } from '../error-codes.ts';
 
 /** What was being done when an S3 call failed; every field is safe to print. */
 export interface S3ErrorContext {
@@ -125,7 +126,7 @@ export function s3ErrorToBackupError(err: unknown, ctx: S3ErrorContext): BackupE
   const where = ctx.key === undefined ? `s3://${ctx.bucket}` : `s3://${ctx.bucket}/${ctx.key}`;
   const details = { operation: ctx.operation, bucket: ctx.bucket, ...(ctx.key === undefined ? {} : { key: ctx.key }), s3Code: name, ...(status === undefined ? {} : { httpStatus: status }), endpoint: ctx.endpoint };
   const raw = scrubSecrets(err instanceof Error ? err.message : String(err), ctx.secrets);
-  const make = (code: string, message: string, permanent: boolean): BackupError =>
+  const make = (code: ErrorCode, message: string, permanent: boolean): BackupError =>
     new BackupError(code, scrubSecrets(message, ctx.secrets), { permanent, cause: err, details });
 
   if (name === 'AbortError' || (err instanceof Error && err.name === 'AbortError')) {

@@ -1,17 +1,18 @@
 import { targetPrefix, type ArtifactEncryption } from '../../backup/manifest.ts';
 import { catalogJson, listBackups } from '../../catalog/catalog.ts';
 import { findTarget } from '../../config/load.ts';
-import { errorCode, errorMessage } from '../../errors.ts';
+import { errorMessage } from '../../errors.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
 import { exitCodes, requiredString, type CliCommand, type CliContext } from '../command.ts';
 import { formatBytes, formatDuration } from '../../format.ts';
+import { hasCode } from '../../error-codes.ts';
 
 /**
  * A backup id that does not exist is bad input (exit 2), reported with its own code so that
  * scripts can tell it from a failed job. Returns null for any other error.
  */
 export function reportBackupNotFound(ctx: CliContext, err: unknown): number | null {
-  if (errorCode(err) !== 'BACKUP_NOT_FOUND') return null;
+  if (!hasCode(err, 'BACKUP_NOT_FOUND')) return null;
   if (ctx.json) ctx.out(JSON.stringify({ error: { code: 'BACKUP_NOT_FOUND', message: errorMessage(err) } }));
   ctx.say(`vcsa-backup: ${errorMessage(err)}`);
   return exitCodes.badInput;
