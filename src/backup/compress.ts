@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { HashingStream } from '../hashing.ts';
 import { gzipFileParallel } from './parallel-gzip.ts';
 
-export interface CompressedFile {
+/** A file written once from a dump (gzip) or from another such file (age): its path, size and sha256. */
+export interface TransformedFile {
   readonly path: string;
   readonly bytes: number;
   readonly sha256: string;
@@ -22,7 +23,7 @@ export async function transformFileOnce<R extends object>(
   path: string,
   make: () => { transform: NodeJS.ReadWriteStream; record: R } | Promise<{ transform: NodeJS.ReadWriteStream; record: R }>,
   options: { signal?: AbortSignal | undefined; isCurrent?: (done: R) => boolean } = {},
-): Promise<CompressedFile & R> {
+): Promise<TransformedFile & R> {
   const sidecar = `${path}.json`;
   try {
     await access(path);
@@ -48,7 +49,7 @@ export interface CompressionSettings {
 }
 
 /** A gzip of a spooled dump, with the raw dump's size and sha256 taken while reading it. */
-export interface GzippedDump extends CompressedFile {
+export interface GzippedDump extends TransformedFile {
   readonly rawBytes: number;
   readonly rawSha256: string;
 }

@@ -1,9 +1,9 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { EncryptionConfig } from '../config/load.ts';
 import { createAgeEncryptStream, describeAgeTarget, type AgeEncryptionInfo, type AgeTarget } from '../crypto/age-stream.ts';
-import { transformFileOnce, type CompressedFile } from './compress.ts';
+import { transformFileOnce, type TransformedFile } from './compress.ts';
 
-export interface EncryptedFile extends CompressedFile {
+export interface EncryptedFile extends TransformedFile {
   readonly encryption: AgeEncryptionInfo;
 }
 

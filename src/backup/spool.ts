@@ -18,7 +18,7 @@ export interface SpoolArtifact {
   /**
    * sha256 of the raw dump, when it was taken while dumping. The dump step leaves it out so
    * that nothing but writing happens while the services are down: the compression step hashes
-   * the raw file as it reads it (CompressedFile.rawSha256).
+   * the raw file as it reads it (TransformedFile.rawSha256).
    */
   readonly rawSha256?: string;
   readonly dumpMs: number;

@@ -3,7 +3,7 @@ import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
-import { compressOnce, type CompressedFile, type GzippedDump } from './compress.ts';
+import { compressOnce, type TransformedFile, type GzippedDump } from './compress.ts';
 import { encryptedSuffix, encryptionTarget, encryptOnce, type EncryptedFile } from './encrypt.ts';
 import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
@@ -49,7 +49,7 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
 
   // Encrypted after gzip: ciphertext does not compress. Once per spool, like compression.
   const encryption = config.encryption;
-  const stored: (CompressedFile | EncryptedFile)[] = [...compressed];
+  const stored: (TransformedFile | EncryptedFile)[] = [...compressed];
   if (encryption) {
     const encryptAt = Date.now();
     const to = encryptionTarget(encryption);

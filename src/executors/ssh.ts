@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../log.ts';
 import type { Executor, RunOptions, RunResult } from './executor.ts';
 import { hostKeyFingerprint, hostKeyType } from './host-key.ts';
 import { remoteCommand } from './remote-wrapper.ts';
-import { Slots } from './slots.ts';
+import { SessionLimit } from './session-limit.ts';
 import { execChannel } from './ssh-channel.ts';
 import { sshAgentMissing, sshConnectError, sshExecFailed, sshKeyInvalid, type Ssh2Error } from './ssh-errors.ts';
 import { hostKeyPolicy } from './ssh-host-key-policy.ts';
@@ -34,14 +34,14 @@ export class SshExecutor implements Executor {
   readonly #settings: SshExecutorConfig;
   readonly #logger: Logger;
   readonly #killGraceMs: number;
-  readonly #slots: Slots;
+  readonly #sessions: SessionLimit;
   #connection: { promise: Promise<Client>; client?: Client } | undefined;
 
   constructor(settings: SshExecutorConfig, logger: Logger = silentLogger, options: SshExecutorOptions = {}) {
     this.#settings = settings;
     this.#logger = logger.child({ executor: 'ssh', host: settings.host, port: settings.port });
     this.#killGraceMs = options.killGraceMs ?? 3000;
-    this.#slots = new Slots(options.maxConcurrent ?? 8);
+    this.#sessions = new SessionLimit(options.maxConcurrent ?? 8);
     this.description = `ssh ${settings.user}@${settings.host}:${settings.port}`;
   }
 
@@ -52,7 +52,7 @@ export class SshExecutor implements Executor {
       user: this.#settings.user,
       logger: this.#logger,
       killGraceMs: this.#killGraceMs,
-      acquireSession: () => this.#slots.acquire(),
+      acquireSession: () => this.#sessions.acquire(),
       open: () => this.#open(command),
     });
     return run.execute();

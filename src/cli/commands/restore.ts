@@ -85,7 +85,8 @@ export const command: CliCommand = {
       redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
       const progress = restoreProgress(ctx, `${name} → ${target.name}`);
       try {
-        const outcome = await restoreBackup({ config, source: name, target, backup: entry, store, executor, redis, logger, signal: ctx.signal, onProgress: (e) => progress.update(e) });
+        // restoreBackup binds source, target and backup id itself: each log line carries them once.
+        const outcome = await restoreBackup({ config, source: name, target, backup: entry, store, executor, redis, logger: ctx.logger, signal: ctx.signal, onProgress: (e) => progress.update(e) });
         progress.done();
         if (ctx.json) ctx.out(JSON.stringify({ restore: { ...outcome, bucket: config.s3.bucket, ok: true } }));
         else {

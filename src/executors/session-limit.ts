@@ -1,5 +1,5 @@
-/** A counting semaphore: at most `limit` holders at once, the rest wait in order. */
-export class Slots {
+/** SSH sessions open at once on one connection (servers cap them, OpenSSH at 10): a counting semaphore, the rest wait in order. Not the fleet slot (src/locks/fleet-lease.ts). */
+export class SessionLimit {
   #free: number;
   readonly #waiting: Array<() => void> = [];
 
