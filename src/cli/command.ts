@@ -35,6 +35,8 @@ export interface CliCommand {
   readonly options: OptionSpec;
   /** Settings this command uses beyond the common ones, checked when it loads the config (config/roles.ts). */
   readonly needs?: readonly ConfigRole[];
+  /** Subcommands it takes as positionals (`lease release`); commands without take none. */
+  readonly subcommands?: readonly string[];
   /** Log level when neither --log-level nor LOG_LEVEL is given (default info). */
   readonly defaultLogLevel?: string;
   run(ctx: CliContext): Promise<number>;

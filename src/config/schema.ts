@@ -170,10 +170,42 @@ const timeoutsSchema = z.strictObject({
   restoreSeconds: timerSeconds(1).default(3 * 3600),
 });
 
+/**
+ * The vcsa-native profile's executor: the appliance's REST API (src/native/). TLS: `ca` (PEM file
+ * path or inline PEM) or `fingerprint` (sha256 of the certificate, "AB:CD:…" as vSphere shows it);
+ * neither: the system's trust store.
+ */
+const nativeApiSchema = z.strictObject({
+  url: z.url().regex(/^https:\/\//, 'use https://; the appliance API is HTTPS only'),
+  user: z.string().min(1).default('administrator@vsphere.local'),
+  password: secretRef,
+  tls: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      fingerprint: z
+        .string()
+        .regex(/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/, 'expected the certificate\'s sha256 as 32 hex pairs separated by ":" (`openssl x509 -noout -fingerprint -sha256`)')
+        .optional(),
+    })
+    .optional(),
+  requestTimeoutSeconds: bounded(1, 3600, 'one REST API request').default(60),
+});
+
+/** Per-target overrides of the native section. */
+const targetNativeSchema = z.strictObject({
+  /** Optional parts besides `common` (always taken): e.g. ["seat"] (statistics, events, tasks). */
+  parts: z.array(z.string().min(1)).optional(),
+  /** Encrypts the appliance's archive (VMware's rules: 8–20 characters, upper, lower, digit, special). */
+  backupPassword: secretRef.optional(),
+});
+
 const targetSchema = z.strictObject({
   name: targetName,
   profile: z.string().min(1),
-  executor: executorSchema,
+  /** Required by shell profiles; vcsa-native targets have `api` instead. */
+  executor: executorSchema.optional(),
+  api: nativeApiSchema.optional(),
+  native: targetNativeSchema.optional(),
   /** Overrides of the profile's variables (binary paths, config files, service command). */
   variables: z.record(z.string(), z.string()).default({}),
   schedule: scheduleSchema.optional(),
@@ -218,7 +250,8 @@ export const configSchema = z.strictObject({
      * "when-supported" is the SDK default and fine on AWS.
      */
     checksums: z.enum(['when-required', 'when-supported']).optional(),
-    partSizeMiB: count(5, 5120, "S3's multipart limits: parts of 5 MiB to 5 GiB").default(16),
+    /** 8 MiB: AWS and the small S3-compatible servers (the embedded one takes bodies up to ~11 MiB) all accept it. */
+    partSizeMiB: count(5, 5120, "S3's multipart limits: parts of 5 MiB to 5 GiB").default(8),
     queueSize: count(1, 32, 'parts uploaded at once; each holds a part in memory').default(4),
     /** "download" re-reads each object and compares sha256; "head" compares size and the sha256 we stored in the object's metadata (weaker: that metadata is what we sent, not a hash of the stored bytes). */
     verify: z.enum(['download', 'head']).default('download'),
@@ -246,6 +279,31 @@ export const configSchema = z.strictObject({
       waitSeconds: bounded(1, 7 * 86400, 'a job waits at most a week for a fleet slot, then is retried').default(6 * 3600),
     })
     .prefault({}),
+  /** The vcsa-native profile: appliance file-based backups pushed to a per-job SFTP receiver (docs/native.md). */
+  native: z
+    .strictObject({
+      /** Native jobs running at once, fleet-wide (a lease pool of its own: no services stop, but appliances and receivers carry load). */
+      maxConcurrent: count(1, 1000, 'native jobs at once').default(2),
+      leaseSeconds: bounded(3, 3600, 'renewed every third of it, so at least 3 s; at most an hour').default(30),
+      receiver: z
+        .strictObject({
+          /** host:port the per-job SFTP server binds; port 0 (default) gives every job its own port. */
+          listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:0').default('0.0.0.0:0'),
+          /** host[:port] the appliance connects to; without a port, the port bound for the job. Default: the listen host unless it is 0.0.0.0. */
+          advertise: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s/]+)(:\d{1,5})?$/, 'expected host or host:port the appliances can reach').optional(),
+        })
+        .prefault({}),
+      /** Optional parts besides `common`, for every native target (targets[].native.parts overrides). */
+      parts: z.array(z.string().min(1)).default([]),
+      backupPassword: secretRef.optional(),
+      /** How often a running appliance job is polled. */
+      pollSeconds: bounded(1, 3600, 'how often the appliance\'s job is polled').default(5),
+      /** A job not finished by then is cancelled on the appliance and fails (retryable). */
+      jobTimeoutSeconds: timerSeconds(1).default(4 * 3600),
+      /** How long a job waits for a native slot before it is retried later. */
+      waitSeconds: bounded(1, 7 * 86400, 'a job waits at most a week for a slot, then is retried').default(6 * 3600),
+    })
+    .prefault({}),
   spool: z
     .strictObject({
       dir: spoolDir.default('/var/spool/vcsa-backup'),
@@ -253,7 +311,14 @@ export const configSchema = z.strictObject({
       minFreeMiB: count(0, 16 * 1024 * 1024, 'MiB, at most 16 TiB').default(256),
     })
     .prefault({}),
-  compression: z.strictObject({ level: count(1, 9, "gzip's levels").default(6) }).prefault({}),
+  compression: z
+    .strictObject({
+      /** gzip level, 1 (fastest) to 9 (smallest). */
+      level: count(1, 9, "gzip's levels").default(6),
+      /** Threads compressing in parallel (independent gzip members, one file); 0 = one per core. */
+      threads: count(0, 256, 'compression threads; 0 = one per core').default(0),
+    })
+    .prefault({}),
   /**
    * Client-side encryption of every artifact with age (docs/restore.md, "Encryption"). Absent:
    * artifacts are stored gzip only. New backups are encrypted to `recipients` (age X25519 public
