@@ -42,6 +42,15 @@ export class AppliancePostgres {
     this.#options = options;
   }
 
+  /**
+   * The same server, its commands not cancelled by the signal: for cleanup and for the swap,
+   * which must finish once begun (a killed rename transaction rolls back, but the connection
+   * limits set around it must still be given back).
+   */
+  uncancellable(): AppliancePostgres {
+    return new AppliancePostgres({ ...this.#options, signal: undefined });
+  }
+
   /** Same server, same client: databases of one server can be swapped in one transaction. */
   get serverKey(): string {
     return `${this.#options.spec.env}\n${this.#options.spec.psql}`;

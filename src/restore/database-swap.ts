@@ -66,7 +66,7 @@ export async function swapDatabases(pairs: readonly SwapPair[], logger: Logger):
 async function swapOnServer(pairs: readonly SwapPair[], logger: Logger): Promise<void> {
   const first = pairs[0];
   if (!first) return;
-  const server = first.server;
+  const server = first.server.uncancellable();
   const limits = new Map<string, string>();
   for (const p of pairs) {
     const limit = await server.value(maintenanceDatabase, `SELECT datconnlimit FROM pg_catalog.pg_database WHERE datname = ${literal(p.database)};`);

@@ -113,7 +113,8 @@ export async function stageDatabases(input: StageInput): Promise<Staged> {
   const drop = async (): Promise<void> => {
     const problems: unknown[] = [];
     for (const m of made.slice().reverse()) {
-      await m.server.dropDatabase(m.name).catch((err: unknown) => problems.push(err));
+      // Cleanup after a cancellation too: not cancelled by the signal.
+      await m.server.uncancellable().dropDatabase(m.name).catch((err: unknown) => problems.push(err));
     }
     if (problems.length > 0) {
       throw new BackupError('RESTORE_CLEANUP_FAILED', `could not drop ${made.map((m) => m.name).join(', ')} on the appliance: ${problems.map(errorMessage).join('; ')}; drop them by hand`);
