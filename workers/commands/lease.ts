@@ -17,6 +17,7 @@ export const command: CliCommand = {
   name: 'lease',
   summary: 'lease release --target NAME --force: free the fleet quiesce slot an appliance holds after its services could not be confirmed running (asks for confirmation unless --yes).',
   usage: 'release --target NAME --force [--yes] [--config fleet.yaml] [--json]',
+  subcommands: ['release'],
   options: {
     target: { type: 'string', short: 't' },
     force: { type: 'boolean', default: false },
