@@ -68,6 +68,8 @@ const vcsa6: Profile = {
     VCDB_PROPERTIES: '{{ROOT}}/etc/vmware-vpx/vcdb.properties',
     VCDB_NAME: 'VCDB',
     VCDB_USER: 'vc',
+    // Where pg_dump and psql reach vPostgres: a host name, or a Unix socket directory.
+    VCDB_HOST: 'localhost',
     APPLIANCE_TMP: '{{ROOT}}/tmp',
   },
   services: [
@@ -85,8 +87,8 @@ const vcsa6: Profile = {
       file: 'postgres.sql',
       format: 'plain-sql',
       dump:
-        'set -e; PGPASSWORD="$(sed -n \'s/^password *= *//p\' {{VCDB_PROPERTIES}})" exec {{VPG_BIN}}/pg_dump -h localhost -U {{VCDB_USER}} -Fp -c {{VCDB_NAME}}',
-      restore: 'set -e; exec {{VPG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h localhost -U postgres -d {{VCDB_NAME}} -f {{FILE}}',
+        'set -e; PGPASSWORD="$(sed -n \'s/^password *= *//p\' {{VCDB_PROPERTIES}})" exec {{VPG_BIN}}/pg_dump -h {{VCDB_HOST}} -U {{VCDB_USER}} -Fp -c {{VCDB_NAME}}',
+      restore: 'set -e; exec {{VPG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h {{VCDB_HOST}} -U postgres -d {{VCDB_NAME}} -f {{FILE}}',
     },
   ],
 };
