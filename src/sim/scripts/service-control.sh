@@ -65,6 +65,14 @@ operate() {
       echo "Successfully started service $(short "$svc")"
       return 0
     fi
+    if [[ $op == stop ]]; then
+      # The services that use the database go first, as vMon stops dependants.
+      local d
+      for d in "${daemons[@]}"; do
+        if is_running "$d"; then operate stop "$d"; fi
+      done
+      echo "Performing $op operation on service $(short "$svc")..."
+    fi
     # shellcheck disable=SC2086 # the control command is a command line (e.g. pg_ctlcluster 15 main)
     if ! out=$($SIM_VPOSTGRES_CTL "$op" 2>&1); then
       fail "Failed to ${op} vmware-vpostgres: $out"
