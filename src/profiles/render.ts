@@ -77,6 +77,16 @@ export function bindProfile(profile: Profile, overrides: Readonly<Record<string,
       dump: renderCommand(d.dump, variables),
       restore: withFile(d.restore),
       ...(d.snapshot ? { snapshot: { session: renderCommand(d.snapshot.session, variables), dump: withSnapshot(d.snapshot.dump) } } : {}),
+      ...(d.database
+        ? {
+            database: {
+              env: renderCommand(d.database.env, variables),
+              name: renderCommand(d.database.name, variables),
+              psql: renderCommand(d.database.psql, variables),
+              pgRestore: renderCommand(d.database.pgRestore, variables),
+            },
+          }
+        : {}),
     })),
     ...(profile.snapshot ? { snapshot: { pgDumpVersion: renderCommand(profile.snapshot.pgDumpVersion, variables) } } : {}),
   };
