@@ -10,7 +10,6 @@ import { pino } from 'pino';
 import type { Manifest } from '../../src/backup/manifest.ts';
 import { runBackup } from '../../src/backup/run-backup.ts';
 import { parseConfig, type Config, type TargetConfig } from '../../src/config/load.ts';
-import type { Executor } from '../../src/executors/executor.ts';
 import { createExecutor } from '../../src/executors/index.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { builtinProfiles } from '../../src/profiles/builtin.ts';
@@ -23,44 +22,8 @@ import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { waitFor } from '../support/poll.ts';
+import { lastState, recordingExecutor } from '../support/recording-executor.ts';
 import { s3ConfigFor } from '../support/s3.ts';
-
-/** A command the backup sent to the appliance, with what the audit log said when it began. */
-interface Sent {
-  readonly command: string;
-  readonly heldOpen: boolean;
-  /** The appliance's audit entries (file order) when the command began and when it ended. */
-  readonly auditBefore: readonly AuditEntry[];
-  auditAfter: readonly AuditEntry[];
-}
-
-/**
- * Wraps an executor to record every command with the audit log around it, and lets a test act
- * at two moments that do not race the simulator: right after the stop returned (vpxd is gone,
- * nothing writes) and just before a snapshot dump begins.
- */
-function recordingExecutor(
-  inner: Executor,
-  audit: () => Promise<AuditEntry[]>,
-  hooks: { afterStop?: () => Promise<void>; beforeSnapshotDump?: () => Promise<void> } = {},
-): { executor: Executor; sent: Sent[] } {
-  const sent: Sent[] = [];
-  const executor: Executor = {
-    kind: inner.kind,
-    description: inner.description,
-    async run(command, options) {
-      if (/--snapshot=/.test(command)) await hooks.beforeSnapshotDump?.();
-      const entry: Sent = { command, heldOpen: options?.stdin !== undefined, auditBefore: await audit(), auditAfter: [] };
-      sent.push(entry);
-      const result = await inner.run(command, options);
-      entry.auditAfter = await audit();
-      if (/--stop vmware-vpxd|vmware-inventoryservice stop/.test(command)) await hooks.afterStop?.();
-      return result;
-    },
-    close: () => inner.close(),
-  };
-  return { executor, sent };
-}
 
 function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -72,8 +35,6 @@ function capturingLogger(): { logger: Logger; lines: () => Record<string, unknow
   });
   return { logger: pino({ level: 'info' }, stream), lines: () => lines };
 }
-
-const lastState = (entries: readonly AuditEntry[], service: string): string | undefined => entries.filter((e) => e.service === service).at(-1)?.state;
 
 void describe('pg_dump --version', () => {
   void test('reads PostgreSQL and VMware Postgres version lines; 9.5 and later take --snapshot', () => {
