@@ -8,8 +8,10 @@ import { snapshotDumpCommand } from '../profiles/render.ts';
 import { withQuiescedAppliance, type QuiescedResult } from '../quiesce/with-quiesced-appliance.ts';
 import { exportHeldSnapshot, type HeldSnapshot } from '../snapshot/held-snapshot.ts';
 import { chooseQuiesceMode, type QuiesceMode } from '../snapshot/quiesce-mode.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
 import { dumpToSpool } from './dump.ts';
 import type { ProgressListener } from './progress.ts';
+import { uploadArtifacts, type UploadedArtifacts } from './upload-step.ts';
 import { createSpoolDir, spoolHost, writeSpoolRecord, type QuiesceRecord, type SpoolArtifact, type SpoolRecord } from './spool.ts';
 
 export interface QuiesceStepInput {
@@ -22,24 +24,30 @@ export interface QuiesceStepInput {
   readonly logger: Logger;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ProgressListener | undefined;
-  /**
-   * Runs after the dumps, while the services are still stopped (quiesce.startServicesAfter:
-   * upload, the classic script's order). Its failure does not fail the step: the services are
-   * started and the spool is kept, so the upload is retried from it without quiescing again.
-   */
-  readonly whileQuiesced?: ((spool: SpoolRecord) => Promise<void>) | undefined;
+  /** Where artifacts go when quiesce.startServicesAfter is "upload". */
+  readonly store: ObjectStore;
+}
+
+/** The spooled dumps, and with startServicesAfter: upload the artifacts uploaded in the window. */
+export interface QuiescedDump {
+  readonly spool: SpoolRecord;
+  /** null: nothing uploaded yet (the default order, or an upload in the window that failed). */
+  readonly uploaded: UploadedArtifacts | null;
 }
 
 /**
  * The backup's quiesced section (`withQuiescedAppliance` owns the lease, the stop and the
- * start). Classic: every database dumped into the spool while the services are stopped.
+ * start). Classic: every database dumped into the spool while the services are stopped — then,
+ * with quiesce.startServicesAfter: upload (the classic script's order), the artifacts uploaded.
  * Snapshot (quiesce.mode, where the appliance can): while they are stopped, each database
  * exports a snapshot in a transaction held open on the appliance; once they run again (and the
  * fleet slot is free), each is dumped from its snapshot, so the dumps are the databases as the
- * stop left them and the window does not grow with their size. On any failure the spool
+ * stop left them and the window does not grow with their size. An upload that fails in the
+ * window does not fail the section: the services are started and the spool is kept, so the
+ * upload step retries it from the spool without quiescing again. On any other failure the spool
  * directory is removed: no half-written dump survives to be uploaded.
  */
-export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolRecord> {
+export async function quiesceAndDump(input: QuiesceStepInput): Promise<QuiescedDump> {
   const { config, target, executor, id, logger, signal } = input;
   const profile = target.boundProfile;
   const emit = input.onProgress ?? (() => undefined);
@@ -89,7 +97,8 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
       return artifact;
     };
     let startAt = 0;
-    let quiesced: QuiescedResult<SpoolArtifact[]>;
+    const uploadInWindow = config.quiesce.startServicesAfter === 'upload';
+    let quiesced: QuiescedResult<{ artifacts: SpoolArtifact[]; uploaded: UploadedArtifacts | null }>;
     try {
       quiesced = await withQuiescedAppliance(
         {
@@ -135,39 +144,40 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
             await guard.assertHeld(`dump ${dump.name}`);
             artifacts.push(await dumpOne(dump, dump.dump));
           }
-          if (input.whileQuiesced) {
-            // Written first, so that a failed upload can be retried from the spool.
-            const provisional = recordFor(artifacts, null);
-            await writeSpoolRecord(provisional);
-            await guard.assertHeld('upload');
-            try {
-              await input.whileQuiesced(provisional);
-            } catch (err) {
-              if (signal?.aborted) throw err;
-              logger.warn({ err: errorMessage(err) }, 'upload with the services stopped failed; starting them, the upload is retried from the spool');
-            }
+          // startServicesAfter: upload implies classic (chooseQuiesceMode), so every dump is here.
+          if (!uploadInWindow) return { artifacts, uploaded: null };
+          // Written first: if this process dies during the upload, the spool is complete.
+          const provisional = recordFor(artifacts, null);
+          await writeSpoolRecord(provisional);
+          await guard.assertHeld('upload');
+          try {
+            const uploaded = await uploadArtifacts({ config, spool: provisional, store: input.store, logger, ...(signal ? { signal } : {}), onProgress: emit });
+            return { artifacts, uploaded };
+          } catch (err) {
+            if (signal?.aborted) throw err;
+            logger.warn({ err: errorMessage(err) }, 'upload with the services stopped failed; starting them, the upload is retried from the spool');
+            return { artifacts, uploaded: null };
           }
-          return artifacts;
         },
       );
       if (startAt > 0) timings['startMs'] = Date.now() - startAt;
       // The services run again and the fleet slot is free: read each snapshot while vCenter works.
       for (const { dump, snapshot } of [...held]) {
-        quiesced.result.push(await dumpOne(dump, snapshotDumpCommand(dump, snapshot.id)));
+        quiesced.result.artifacts.push(await dumpOne(dump, snapshotDumpCommand(dump, snapshot.id)));
         await snapshot.close().catch((err: unknown) => logger.warn({ artifact: dump.name, err: errorMessage(err) }, 'closing the snapshot session failed; the dump was complete'));
       }
     } finally {
       await closeHeld();
     }
     const order = (a: SpoolArtifact): number => profile.dumps.findIndex((d) => d.name === a.name);
-    const artifacts = quiesced.result.sort((a, b) => order(a) - order(b));
+    const artifacts = quiesced.result.artifacts.sort((a, b) => order(a) - order(b));
     const { window } = quiesced;
     timings['dumpMs'] = artifacts.reduce((sum, a) => sum + a.dumpMs, 0);
     const usedSnapshot = mode?.mode === 'snapshot' && snapshotFallback === undefined && window !== null;
     const reason = mode?.mode === 'classic' ? (mode.requested === 'snapshot' ? mode.reason : undefined) : snapshotFallback;
     const record = recordFor(artifacts, window ? { ...window, mode: usedSnapshot ? 'snapshot' : 'classic', ...(reason ? { reason } : {}) } : null);
     await writeSpoolRecord(record);
-    return record;
+    return { spool: record, uploaded: quiesced.result.uploaded };
   } catch (err) {
     await spool.remove();
     throw err;
