@@ -1,5 +1,6 @@
 import type { AgeEncryptionInfo } from '../crypto/age-stream.ts';
 import type { EncryptionInfo } from '../crypto/format.ts';
+import type { QuiesceRecord } from './spool.ts';
 import { targetNamePattern } from '../config/schema.ts';
 import { BackupError } from '../errors.ts';
 import { builtinProfiles } from '../profiles/builtin.ts';
@@ -55,7 +56,7 @@ export interface Manifest {
   readonly createdAt: string;
   readonly completedAt: string;
   /** When services were stopped and confirmed running again; null when quiescing was off. */
-  readonly quiesce: null | { readonly stoppedAt: string; readonly startedAt: string; readonly ms: number };
+  readonly quiesce: null | QuiesceRecord;
   readonly timings: Readonly<Record<string, number>>;
   readonly artifacts: readonly ManifestArtifact[];
   /** When `rekey` last re-encrypted the artifacts (the manifest was rewritten then); absent if never. */

@@ -62,6 +62,8 @@ export function backupSummary(bucket: string, outcome: BackupOutcome): Record<st
     bucket,
     manifestKey: outcome.manifestKey,
     quiesceMs: m.quiesce?.ms ?? 0,
+    // snapshot: services down for stop + snapshot export + start only; classic: for the whole dump.
+    quiesceMode: m.quiesce ? (m.quiesce.mode ?? 'classic') : null,
     artifacts: m.artifacts.map((a) => ({ name: a.name, key: a.key, bytes: a.bytes, sha256: a.sha256, rawBytes: a.rawBytes })),
     createdAt: m.createdAt,
     completedAt: m.completedAt,

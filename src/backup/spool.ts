@@ -24,6 +24,20 @@ export interface SpoolArtifact {
   readonly dumpMs: number;
 }
 
+/**
+ * When the services were down, and how the dumps were kept consistent: `snapshot` (down for the
+ * stop, the snapshot export and the start; dumped afterwards from the snapshots) or `classic`
+ * (down for the whole dump). `reason` says why a backup that could have been `snapshot` was not.
+ * Absent `mode`: a backup made before snapshot mode existed (classic).
+ */
+export interface QuiesceRecord {
+  readonly stoppedAt: string;
+  readonly startedAt: string;
+  readonly ms: number;
+  readonly mode?: 'snapshot' | 'classic';
+  readonly reason?: string;
+}
+
 export interface SpoolRecord {
   readonly version: 1;
   readonly target: string;
@@ -34,7 +48,7 @@ export interface SpoolRecord {
   readonly host: string;
   readonly dir: string;
   readonly createdAt: string;
-  readonly quiesce: null | { readonly stoppedAt: string; readonly startedAt: string; readonly ms: number };
+  readonly quiesce: null | QuiesceRecord;
   readonly artifacts: readonly SpoolArtifact[];
   readonly timings: Readonly<Record<string, number>>;
 }

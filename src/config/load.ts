@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { builtinProfiles } from '../profiles/builtin.ts';
 import type { Profile } from '../profiles/profile.ts';
-import { bindProfile, type ResolvedProfile, unknownPlaceholders, resolveVariables } from '../profiles/render.ts';
+import { bindProfile, type ResolvedProfile, runTimePlaceholders, unknownPlaceholders, resolveVariables } from '../profiles/render.ts';
 import { AgeIdentities, recipientProblem } from '../crypto/age-keys.ts';
 import { configSchema, redisUrlProblem, type ParsedConfig } from './schema.ts';
 import { resolveSecret, type Secret, type SecretRef } from './secret.ts';
@@ -197,8 +197,13 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
     let bound: ResolvedProfile | undefined;
     try {
       const vars = resolveVariables(profile, t.variables);
-      for (const cmd of [...profile.services.flatMap((s) => [s.stop, s.start, s.status]), ...profile.dumps.flatMap((d) => [d.dump, d.restore])]) {
-        const unknown = unknownPlaceholders(cmd, vars, ['FILE']);
+      const commands = [
+        ...profile.services.flatMap((s) => [s.stop, s.start, s.status]),
+        ...profile.dumps.flatMap((d) => [d.dump, d.restore, ...(d.snapshot ? [d.snapshot.session, d.snapshot.dump] : [])]),
+        ...(profile.snapshot ? [profile.snapshot.pgDumpVersion] : []),
+      ];
+      for (const cmd of commands) {
+        const unknown = unknownPlaceholders(cmd, vars, runTimePlaceholders);
         if (unknown.length > 0) issues.push(`${at}.variables: profile ${profile.name} needs ${unknown.map((u) => `{{${u}}}`).join(', ')}`);
       }
       bound = bindProfile(profile, t.variables);

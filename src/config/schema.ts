@@ -276,6 +276,13 @@ export const configSchema = z.strictObject({
       startServicesAfter: z.enum(['dump', 'upload']).default(defaults.quiesce.startServicesAfter),
       /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
       enabled: z.boolean().default(true),
+      /**
+       * "snapshot" (default): where the profile can (vcsa-6.x, whose pg_dump is 9.5 or later,
+       * checked on the appliance before anything stops), the services are down only while a
+       * snapshot of each database is exported; the dumps read those snapshots after the services
+       * are back. Otherwise, and with "classic", the services stay down for the whole dump.
+       */
+      mode: z.enum(['snapshot', 'classic']).default('snapshot'),
       /** How long a job waits for a fleet slot before it is retried later. */
       waitSeconds: bounded(1, 7 * 86400, 'a job waits at most a week for a fleet slot, then is retried').default(6 * 3600),
     })

@@ -70,6 +70,9 @@ const vcsa55: Profile = {
   ],
 };
 
+/** The vc user's password, from the file vpxd itself reads it from. */
+const vcdbPassword = 'PGPASSWORD="$(sed -n \'s/^password *= *//p\' {{VCDB_PROPERTIES}})"';
+
 /**
  * VCSA 6.0–6.7: services through service-control, vPostgres in /opt/vmware/vpostgres/current,
  * the vc user's password in vcdb.properties. No Inventory Service database.
@@ -84,6 +87,8 @@ const vcsa6: Profile = {
     VCDB_PROPERTIES: '{{ROOT}}/etc/vmware-vpx/vcdb.properties',
     VCDB_NAME: 'VCDB',
     VCDB_USER: 'vc',
+    // Where pg_dump and psql reach vPostgres: a host name, or a Unix socket directory.
+    VCDB_HOST: 'localhost',
     APPLIANCE_TMP: '{{ROOT}}/tmp',
   },
   services: [
@@ -100,12 +105,17 @@ const vcsa6: Profile = {
       name: 'vcdb',
       file: 'postgres.sql',
       format: 'plain-sql',
-      dump:
-        'set -e; PGPASSWORD="$(sed -n \'s/^password *= *//p\' {{VCDB_PROPERTIES}})" exec {{VPG_BIN}}/pg_dump -h localhost -U {{VCDB_USER}} -Fp -c {{VCDB_NAME}}',
-      restore: 'set -e; exec {{VPG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h localhost -U postgres -d {{VCDB_NAME}} -f {{FILE}}',
-      database: { env: '', name: '{{VCDB_NAME}}', psql: '{{VPG_BIN}}/psql -h localhost -U postgres', pgRestore: '{{VPG_BIN}}/pg_restore -h localhost -U postgres' },
+      dump: `set -e; ${vcdbPassword} exec {{VPG_BIN}}/pg_dump -h {{VCDB_HOST}} -U {{VCDB_USER}} -Fp -c {{VCDB_NAME}}`,
+      restore: 'set -e; exec {{VPG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h {{VCDB_HOST}} -U postgres -d {{VCDB_NAME}} -f {{FILE}}',
+      // vPostgres 9.5 and later (6.7: 9.6; 6.0 and 6.5, 9.3 and 9.4, cannot): the same dump, from the snapshot exported at the stop.
+      snapshot: {
+        session: `set -e; ${vcdbPassword} exec {{VPG_BIN}}/psql -X -q -A -t -v ON_ERROR_STOP=1 -h {{VCDB_HOST}} -U {{VCDB_USER}} -d {{VCDB_NAME}}`,
+        dump: `set -e; ${vcdbPassword} exec {{VPG_BIN}}/pg_dump --snapshot={{SNAPSHOT}} -h {{VCDB_HOST}} -U {{VCDB_USER}} -Fp -c {{VCDB_NAME}}`,
+      },
+      database: { env: '', name: '{{VCDB_NAME}}', psql: '{{VPG_BIN}}/psql -h {{VCDB_HOST}} -U postgres', pgRestore: '{{VPG_BIN}}/pg_restore -h {{VCDB_HOST}} -U postgres' },
     },
   ],
+  snapshot: { pgDumpVersion: '{{VPG_BIN}}/pg_dump --version' },
 };
 
 /** Any PostgreSQL database, online (no services stopped). Authentication through ~/.pgpass or trust. */

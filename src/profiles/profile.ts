@@ -24,6 +24,8 @@ export interface DumpSpec {
   readonly restore: string;
   /** How a scratch restore for `verify` loads this dump: plain SQL through psql, or a pg_restore archive. */
   readonly format: 'plain-sql' | 'pg-custom';
+  /** How to dump this database while the services run, from a snapshot exported while they were stopped (quiesce.mode snapshot). */
+  readonly snapshot?: SnapshotDumpSpec;
   /**
    * Where this dump's PostgreSQL database lives on the appliance. With it, restore loads the dump
    * into a new database beside the current one and swaps names (docs/restore.md); without it, or
@@ -44,6 +46,24 @@ export interface DatabaseSpec {
   readonly pgRestore: string;
 }
 
+/**
+ * The snapshot mode of one database. `session` is held open from the stop until the dump is
+ * done: it exports the snapshot in a REPEATABLE READ transaction, and the snapshot lives only
+ * as long as that transaction. `dump` then reads exactly what the database held at the stop.
+ */
+export interface SnapshotDumpSpec {
+  /** psql on this database, reading SQL from stdin, printing unaligned tuples only (-X -q -A -t -v ON_ERROR_STOP=1). */
+  readonly session: string;
+  /** Writes the dump to stdout; `{{SNAPSHOT}}` is the exported snapshot's id (pg_dump --snapshot, PostgreSQL 9.5 and later). */
+  readonly dump: string;
+}
+
+/** A profile's snapshot support: which pg_dump decides it, at run time. */
+export interface SnapshotSupport {
+  /** Prints the appliance's own `pg_dump --version`: 9.5 and later take --snapshot. */
+  readonly pgDumpVersion: string;
+}
+
 export interface Profile {
   readonly name: string;
   readonly description: string;
@@ -51,4 +71,6 @@ export interface Profile {
   /** In stop order; services are started in reverse. */
   readonly services: readonly ServiceSpec[];
   readonly dumps: readonly DumpSpec[];
+  /** Absent: the profile is always quiesced the classic way (services down for the whole dump). */
+  readonly snapshot?: SnapshotSupport;
 }

@@ -1,4 +1,4 @@
-import type { DumpSpec, Profile, ServiceSpec } from './profile.ts';
+import type { DumpSpec, Profile, ServiceSpec, SnapshotSupport } from './profile.ts';
 
 const placeholder = /\{\{([A-Z][A-Z0-9_]*)\}\}/g;
 
@@ -52,12 +52,17 @@ export interface ResolvedProfile {
   readonly variables: Readonly<Record<string, string>>;
   readonly services: readonly ServiceSpec[];
   readonly dumps: readonly DumpSpec[];
+  readonly snapshot?: SnapshotSupport;
 }
 
-/** Renders every command except restore's `{{FILE}}`, which is known only at restore time. */
+/** Placeholders filled in at run time, not from variables. */
+export const runTimePlaceholders = ['FILE', 'SNAPSHOT'] as const;
+
+/** Renders every command except restore's `{{FILE}}` and a snapshot dump's `{{SNAPSHOT}}`, known only when they run. */
 export function bindProfile(profile: Profile, overrides: Readonly<Record<string, string>>): ResolvedProfile {
   const variables = resolveVariables(profile, overrides);
   const withFile = (command: string): string => renderCommand(command, { ...variables, FILE: '\u0000FILE\u0000' });
+  const withSnapshot = (command: string): string => renderCommand(command, { ...variables, SNAPSHOT: '\u0000SNAPSHOT\u0000' });
   return {
     name: profile.name,
     variables,
@@ -71,6 +76,7 @@ export function bindProfile(profile: Profile, overrides: Readonly<Record<string,
       ...d,
       dump: renderCommand(d.dump, variables),
       restore: withFile(d.restore),
+      ...(d.snapshot ? { snapshot: { session: renderCommand(d.snapshot.session, variables), dump: withSnapshot(d.snapshot.dump) } } : {}),
       ...(d.database
         ? {
             database: {
@@ -82,7 +88,18 @@ export function bindProfile(profile: Profile, overrides: Readonly<Record<string,
           }
         : {}),
     })),
+    ...(profile.snapshot ? { snapshot: { pgDumpVersion: renderCommand(profile.snapshot.pgDumpVersion, variables) } } : {}),
   };
+}
+
+/** What pg_export_snapshot() returns: hex words joined by dashes ("00000003-0000001B-1"). */
+export const snapshotIdPattern = /^[0-9A-F]+(-[0-9A-F]+)+$/i;
+
+/** Puts an exported snapshot's id into a bound snapshot dump command. */
+export function snapshotDumpCommand(dump: DumpSpec, snapshotId: string): string {
+  if (!dump.snapshot) throw new Error(`dump ${dump.name} has no snapshot mode`);
+  if (!snapshotIdPattern.test(snapshotId)) throw new Error(`not a snapshot id: ${JSON.stringify(snapshotId)}`);
+  return dump.snapshot.dump.replace(/'?\u0000SNAPSHOT\u0000'?/g, snapshotId);
 }
 
 /** Puts the appliance path of an uploaded dump into a bound restore command. */

@@ -13,6 +13,10 @@ export const simServices = ['vmware-vpxd', 'vmware-inventoryservice'] as const;
 export type SimService = (typeof simServices)[number];
 export type SimServiceAction = 'start' | 'stop' | 'restart' | 'status';
 
+/** The appliance generations the simulator builds: the classic layout, and service-control with vPostgres `current`. */
+export const simProfiles = ['vcsa-5.5', 'vcsa-6.x'] as const;
+export type SimProfile = (typeof simProfiles)[number];
+
 /** The role that owns the simulated databases, as `vc` owns the VCDB on a real appliance. */
 export const simDbUser = 'vc';
 
@@ -43,6 +47,15 @@ export interface SimApplianceOptions {
   readonly start?: boolean;
 }
 
+export interface SimVcsa6ApplianceOptions extends SimApplianceOptions {
+  /**
+   * What the appliance's vPostgres tools say they are (`pg_dump --version`), e.g. "9.4.26" for
+   * a VCSA 6.5 whose pg_dump cannot take --snapshot; default "9.6.24" (a 6.7). The binaries
+   * behind them are the host's PostgreSQL either way.
+   */
+  readonly vpostgresVersion?: string;
+}
+
 export interface ServiceCommandResult {
   readonly exitCode: number;
   readonly stdout: string;
@@ -71,6 +84,32 @@ export interface SimAppliance {
   /** Runs SQL as admin on one of the databases; returns psql's unaligned, tuples-only output. */
   sql(database: 'vcdb' | 'inventory', text: string): Promise<string>;
   /** Stops the services, drops the databases and removes the file tree. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * A stand-in VCSA 6.x/7.0: `service-control` instead of `service`, vPostgres in
+ * /opt/vmware/vpostgres/current, the vc user's password in /etc/vmware-vpx/vcdb.properties,
+ * and one database (the VCDB: there is no Inventory Service database from 6.0 on).
+ */
+export interface SimVcsa6Appliance {
+  readonly name: string;
+  readonly profile: 'vcsa-6.x';
+  /** Profile variable ROOT. */
+  readonly root: string;
+  /** Profile variable SERVICE_CONTROL: the appliance's `service-control`. */
+  readonly serviceControlCommand: string;
+  readonly vcdbName: string;
+  readonly vcdbUrl: string;
+  /** Overrides for the vcsa-6.x profile. */
+  readonly variables: { readonly ROOT: string; readonly SERVICE_CONTROL: string; readonly VCDB_NAME: string; readonly VCDB_HOST: string };
+  /** Runs `service-control ARGS…` (never throws on exit codes). */
+  serviceControl(...args: readonly string[]): Promise<ServiceCommandResult>;
+  serviceRunning(name: 'vmware-vpxd'): Promise<boolean>;
+  servicesRunning(): Promise<boolean>;
+  /** vpxd's newest event in the VCDB. */
+  readEvent(): Promise<number>;
+  sql(database: 'vcdb', text: string): Promise<string>;
   destroy(): Promise<void>;
 }
 
@@ -113,11 +152,33 @@ function runFile(file: string, args: readonly string[]): Promise<ServiceCommandR
   });
 }
 
+/** What one appliance generation puts on disk and runs; the rest is shared. */
+interface Layout {
+  readonly profile: SimProfile;
+  readonly services: readonly string[];
+  readonly inventory: boolean;
+  readonly vpgBinDir: readonly string[];
+  readonly vpgVersion: string;
+}
+
+interface BuiltAppliance {
+  readonly root: string;
+  readonly vcdbName: string;
+  readonly inventoryDbName: string | undefined;
+  readonly vcdbUrl: string;
+  readonly inventoryUrl: string | undefined;
+  readonly server: PgServer;
+  readonly pgBin: string;
+  /** Runs the appliance's daemon manager (`service NAME ACTION`). */
+  readonly daemon: (svc: string, action: SimServiceAction) => Promise<ServiceCommandResult>;
+  readonly destroy: () => Promise<void>;
+}
+
 /**
- * A stand-in VCSA 5.5 in a directory: the paths and commands of the real appliance, backed by
- * two databases on a real PostgreSQL server, with both services running when this returns.
+ * The shared part of every simulated appliance: databases on the real server, the daemons'
+ * scripts and the audit log; the layout adds the generation's own paths and commands.
  */
-export async function createSimAppliance(options: SimApplianceOptions): Promise<SimAppliance> {
+async function buildSimAppliance(options: SimApplianceOptions, layout: Layout): Promise<BuiltAppliance> {
   const { name } = options;
   if (!targetNamePattern.test(name) || /^\d+$/.test(name)) {
     throw new BackupError('SIM_BAD_NAME', `appliance name ${JSON.stringify(name)}: use letters, digits, ".", "_" or "-", at most 63 characters, not all digits`, { permanent: true });
@@ -141,22 +202,24 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
   const root = await realpath(requestedRoot);
   const suffix = randomBytes(4).toString('hex');
   const vcdbName = `sim_${dbNamePart(name)}_${suffix}_vcdb`;
-  const inventoryDbName = `sim_${dbNamePart(name)}_${suffix}_inv`;
+  const inventoryDbName = layout.inventory ? `sim_${dbNamePart(name)}_${suffix}_inv` : undefined;
   const vcdbUrl = databaseUrl(server, vcdbName);
-  const inventoryUrl = databaseUrl(server, inventoryDbName);
-  const serviceCommand = join(root, 'sbin', 'service');
+  const inventoryUrl = inventoryDbName === undefined ? undefined : databaseUrl(server, inventoryDbName);
+  const databases = [vcdbName, ...(inventoryDbName === undefined ? [] : [inventoryDbName])];
+  // The daemon manager: `service` on a 5.5, hidden behind service-control on a 6.x.
+  const daemonCommand = layout.profile === 'vcsa-5.5' ? join(root, 'sbin', 'service') : join(root, 'usr', 'lib', 'vcsa-sim', 'service');
   const auditLog = resolve(options.auditLog);
   await mkdir(dirname(auditLog), { recursive: true });
 
-  const service = (svc: SimService, action: SimServiceAction): Promise<ServiceCommandResult> => runFile(serviceCommand, [svc, action]);
+  const daemon = (svc: string, action: SimServiceAction): Promise<ServiceCommandResult> => runFile(daemonCommand, [svc, action]);
 
   let destroyed: Promise<void> | undefined;
   const destroy = (): Promise<void> => {
     destroyed ??= (async () => {
       const problems: unknown[] = [];
-      for (const svc of simServices) {
+      for (const svc of layout.services) {
         try {
-          const res = await service(svc, 'stop');
+          const res = await daemon(svc, 'stop');
           if (res.exitCode !== 0) problems.push(new Error(`service ${svc} stop: ${res.stderr.trim()}`));
         } catch (err) {
           // The tree may be half built; the daemons also exit on their own once it is gone.
@@ -167,11 +230,11 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
       let derived: string[] = [];
       try {
         const like = (db: string): string => `datname LIKE '${db.replace(/_/g, '\\_')}\\_%'`;
-        derived = (await psql(server.url, `SELECT datname FROM pg_database WHERE ${like(vcdbName)} OR ${like(inventoryDbName)};`, { pgBin })).split('\n').filter((l) => l !== '');
+        derived = (await psql(server.url, `SELECT datname FROM pg_database WHERE ${databases.map(like).join(' OR ')};`, { pgBin })).split('\n').filter((l) => l !== '');
       } catch (err) {
         problems.push(err);
       }
-      for (const db of [vcdbName, inventoryDbName, ...derived]) {
+      for (const db of [...databases, ...derived]) {
         try {
           await psql(server.url, `DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE);`, { pgBin });
         } catch (err) {
@@ -192,11 +255,11 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
 
   try {
     await psql(server.url, rolesSql, { pgBin });
-    for (const db of [vcdbName, inventoryDbName]) {
+    for (const db of databases) {
       await psql(server.url, `CREATE DATABASE ${quoteIdent(db)} OWNER ${simDbUser} TEMPLATE template0;`, { pgBin });
     }
     await psql(vcdbUrl, vcdbSchema, { pgBin });
-    await psql(inventoryUrl, inventorySchema, { pgBin });
+    if (inventoryUrl !== undefined) await psql(inventoryUrl, inventorySchema, { pgBin });
     if (options.vcdbMb) await fillVcdb(vcdbUrl, { mb: options.vcdbMb, owner: simDbUser, pgBin });
 
     const envFile = join(root, 'etc', 'vcsa-sim', 'appliance.env');
@@ -208,8 +271,10 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
       SIM_PGHOST: server.host,
       SIM_PGPORT: server.port,
       SIM_VCDB: vcdbName,
-      SIM_INVDB: inventoryDbName,
+      SIM_INVDB: inventoryDbName ?? '',
       SIM_DB_USER: simDbUser,
+      SIM_SERVICES: layout.services.join(' '),
+      SIM_VPG_VERSION: layout.vpgVersion,
       SIM_OWNER_PID: ownerPid === null ? '' : String(ownerPid),
       SIM_TICK: (tickMs / 1000).toFixed(3),
       SIM_START_TIMEOUT: '30',
@@ -218,27 +283,37 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
     const envText = `# Written by vcsa-backup's appliance simulator.\n${Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`).join('\n')}\n`;
     const placeholders = { SIM_ENV: shellQuote(envFile) };
     const password = randomBytes(12).toString('base64url');
+    const lib = join(root, 'usr', 'lib', 'vcsa-sim');
     const files: [string, string, number][] = [
       [envFile, envText, 0o644],
-      [
-        join(root, 'etc', 'vmware-vpx', 'embedded_db.cfg'),
-        `EMB_DB_INSTANCE='${vcdbName}'\nEMB_DB_USER='${simDbUser}'\nEMB_DB_PASSWORD='${password}'\nEMB_DB_STORAGE='${root}/storage/db'\n`,
-        0o600,
-      ],
-      [serviceCommand, await script('service.sh', placeholders), 0o755],
-      [join(root, 'usr', 'lib', 'vcsa-sim', 'daemon-lib.sh'), await script('daemon-lib.sh', placeholders), 0o644],
-      [join(root, 'usr', 'lib', 'vcsa-sim', 'vpxd.sh'), await script('vpxd.sh', placeholders), 0o755],
-      [join(root, 'usr', 'lib', 'vcsa-sim', 'inventoryservice.sh'), await script('inventoryservice.sh', placeholders), 0o755],
-      [join(root, 'usr', 'lib', 'vmware-vpx', 'inventoryservice', 'scripts', 'backup.sh'), await script('inventory-backup.sh', placeholders), 0o755],
-      [join(root, 'usr', 'lib', 'vmware-vpx', 'inventoryservice', 'scripts', 'restore.sh'), await script('inventory-restore.sh', placeholders), 0o755],
+      [daemonCommand, await script('service.sh', placeholders), 0o755],
+      [join(lib, 'daemon-lib.sh'), await script('daemon-lib.sh', placeholders), 0o644],
+      [join(lib, 'vpxd.sh'), await script('vpxd.sh', placeholders), 0o755],
       ...(await Promise.all(
         ['pg_dump', 'psql', 'pg_restore'].map(async (tool): Promise<[string, string, number]> => [
-          join(root, 'opt', 'vmware', 'vpostgres', '1.0', 'bin', tool),
+          join(root, ...layout.vpgBinDir, tool),
           await script('pg-wrapper.sh', { ...placeholders, TOOL: tool }),
           0o755,
         ]),
       )),
     ];
+    if (layout.profile === 'vcsa-5.5') {
+      files.push(
+        [
+          join(root, 'etc', 'vmware-vpx', 'embedded_db.cfg'),
+          `EMB_DB_INSTANCE='${vcdbName}'\nEMB_DB_USER='${simDbUser}'\nEMB_DB_PASSWORD='${password}'\nEMB_DB_STORAGE='${root}/storage/db'\n`,
+          0o600,
+        ],
+        [join(lib, 'inventoryservice.sh'), await script('inventoryservice.sh', placeholders), 0o755],
+        [join(root, 'usr', 'lib', 'vmware-vpx', 'inventoryservice', 'scripts', 'backup.sh'), await script('inventory-backup.sh', placeholders), 0o755],
+        [join(root, 'usr', 'lib', 'vmware-vpx', 'inventoryservice', 'scripts', 'restore.sh'), await script('inventory-restore.sh', placeholders), 0o755],
+      );
+    } else {
+      files.push(
+        [join(root, 'etc', 'vmware-vpx', 'vcdb.properties'), vcdbProperties(server, vcdbName, password), 0o600],
+        [join(root, 'usr', 'bin', 'service-control'), await script('service-control.sh', placeholders), 0o755],
+      );
+    }
     for (const [path, text, mode] of files) {
       await mkdir(dirname(path), { recursive: true });
       await writeFile(path, text, { mode });
@@ -248,8 +323,8 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
 
     if (options.start ?? true) {
       // Start order is the reverse of the stop order, as the profile does.
-      for (const svc of [...simServices].reverse()) {
-        const res = await service(svc, 'start');
+      for (const svc of [...layout.services].reverse()) {
+        const res = await daemon(svc, 'start');
         if (res.exitCode !== 0) {
           throw new BackupError('SIM_START_FAILED', `simulated appliance ${name}: service ${svc} start failed: ${res.stderr.trim() || res.stdout.trim()}`);
         }
@@ -263,13 +338,38 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
     }
     throw err;
   }
+  return { root, vcdbName, inventoryDbName, vcdbUrl, inventoryUrl, server, pgBin, daemon, destroy };
+}
 
+/** /etc/vmware-vpx/vcdb.properties as a VCSA 6.x writes it (the JDBC settings of vpxd). */
+function vcdbProperties(server: PgServer, vcdbName: string, password: string): string {
+  return [
+    'driver = org.postgresql.Driver',
+    'dbtype = PostgreSQL',
+    `url = jdbc:postgresql://${server.host}:${server.port}/${vcdbName}`,
+    `username = ${simDbUser}`,
+    `password = ${password}`,
+    'password.encrypted = false',
+    '',
+  ].join('\n');
+}
+
+/**
+ * A stand-in VCSA 5.5 in a directory: the paths and commands of the real appliance, backed by
+ * two databases on a real PostgreSQL server, with both services running when this returns.
+ */
+export async function createSimAppliance(options: SimApplianceOptions): Promise<SimAppliance> {
+  const built = await buildSimAppliance(options, { profile: 'vcsa-5.5', services: simServices, inventory: true, vpgBinDir: ['opt', 'vmware', 'vpostgres', '1.0', 'bin'], vpgVersion: '' });
+  const { root, vcdbName, vcdbUrl, pgBin } = built;
+  const inventoryDbName = built.inventoryDbName ?? '';
+  const inventoryUrl = built.inventoryUrl ?? '';
+  const serviceCommand = join(root, 'sbin', 'service');
+  const service = (svc: SimService, action: SimServiceAction): Promise<ServiceCommandResult> => built.daemon(svc, action);
   const serviceRunning = async (svc: SimService): Promise<boolean> => (await service(svc, 'status')).exitCode === 0;
-  const sql = (database: 'vcdb' | 'inventory', text: string): Promise<string> =>
-    psql(database === 'vcdb' ? vcdbUrl : inventoryUrl, text, { pgBin });
+  const sql = (database: 'vcdb' | 'inventory', text: string): Promise<string> => psql(database === 'vcdb' ? vcdbUrl : inventoryUrl, text, { pgBin });
 
   return {
-    name,
+    name: options.name,
     root,
     serviceCommand,
     vcdbName,
@@ -291,6 +391,41 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
       return { vcdb: Number(vcdb.trim()), inventory: Number(inventory.trim()) };
     },
     sql,
-    destroy,
+    destroy: built.destroy,
+  };
+}
+
+/**
+ * A stand-in VCSA 6.x/7.0 in a directory (see SimVcsa6Appliance), backed by its VCDB on a real
+ * PostgreSQL server, with vpxd running when this returns.
+ */
+export async function createSimVcsa6Appliance(options: SimVcsa6ApplianceOptions): Promise<SimVcsa6Appliance> {
+  const vpgVersion = options.vpostgresVersion ?? '9.6.24';
+  if (!/^\d+(\.\d+){1,2}$/.test(vpgVersion)) {
+    throw new BackupError('SIM_BAD_VERSION', `vpostgresVersion ${JSON.stringify(vpgVersion)}: expected a PostgreSQL version such as 9.6.24 or 12.5`, { permanent: true });
+  }
+  const built = await buildSimAppliance(options, { profile: 'vcsa-6.x', services: ['vmware-vpxd'], inventory: false, vpgBinDir: ['opt', 'vmware', 'vpostgres', 'current', 'bin'], vpgVersion });
+  const { root, vcdbName, vcdbUrl, server, pgBin } = built;
+  const serviceControlCommand = join(root, 'usr', 'bin', 'service-control');
+  const serviceControl = (...args: readonly string[]): Promise<ServiceCommandResult> => runFile(serviceControlCommand, args);
+  const serviceRunning = async (svc: 'vmware-vpxd'): Promise<boolean> => (await built.daemon(svc, 'status')).exitCode === 0;
+  const sql = (_database: 'vcdb', text: string): Promise<string> => psql(vcdbUrl, text, { pgBin });
+  return {
+    name: options.name,
+    profile: 'vcsa-6.x',
+    root,
+    serviceControlCommand,
+    vcdbName,
+    vcdbUrl,
+    // The profile's pg_dump connects with -h VCDB_HOST: here the server that holds the VCDB.
+    variables: { ROOT: root, SERVICE_CONTROL: serviceControlCommand, VCDB_NAME: vcdbName, VCDB_HOST: server.host },
+    serviceControl,
+    serviceRunning,
+    servicesRunning: () => serviceRunning('vmware-vpxd'),
+    async readEvent() {
+      return Number((await sql('vcdb', 'SELECT coalesce(max(seq), 0) FROM vpx_event;')).trim());
+    },
+    sql,
+    destroy: built.destroy,
   };
 }

@@ -4,11 +4,13 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { BackupError, combineErrors, errorMessage } from '../errors.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../storage/embedded-s3.ts';
-import { createSimAppliance, type SimAppliance } from './appliance.ts';
+import { createSimAppliance, createSimVcsa6Appliance, type SimAppliance, type SimProfile, type SimVcsa6Appliance } from './appliance.ts';
 import { defaultPgUrl } from './postgres.ts';
 
 export interface SimFleetOptions {
   readonly count: number;
+  /** Which appliance generation to simulate (default vcsa-5.5); fleet.yaml uses the profile of that name. */
+  readonly profile?: SimProfile;
   /** Holds fleet.yaml, sim.json, audit.jsonl, the appliances' trees, secrets and the spool. */
   readonly outDir: string;
   /** Use this S3 endpoint instead of starting an embedded one (bucket created by the worker). */
@@ -33,7 +35,8 @@ export interface SimFleetOptions {
 export interface SimJson {
   readonly audit: string;
   readonly s3: { readonly endpoint: string; readonly bucket: string; readonly region: string; readonly accessKeyId: string; readonly secretAccessKey: string };
-  readonly appliances: readonly { readonly name: string; readonly vcdbUrl: string; readonly inventoryUrl: string }[];
+  /** `inventoryUrl` only where the appliance has an Inventory Service database (VCSA 5.5). */
+  readonly appliances: readonly { readonly name: string; readonly vcdbUrl: string; readonly inventoryUrl?: string }[];
 }
 
 export interface SimFleet {
@@ -41,7 +44,7 @@ export interface SimFleet {
   readonly configPath: string;
   readonly simJsonPath: string;
   readonly auditLog: string;
-  readonly appliances: readonly SimAppliance[];
+  readonly appliances: readonly (SimAppliance | SimVcsa6Appliance)[];
   readonly sim: SimJson;
   /** Destroys the appliances and stops the embedded S3 endpoint. Idempotent. */
   stop(): Promise<void>;
@@ -66,7 +69,8 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
   await writeFile(auditLog, '', { flag: 'a' });
   const pgUrl = options.pgUrl ?? defaultPgUrl;
 
-  const appliances: SimAppliance[] = [];
+  const appliances: (SimAppliance | SimVcsa6Appliance)[] = [];
+  const profile = options.profile ?? 'vcsa-5.5';
   let s3: EmbeddedS3 | undefined;
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -92,8 +96,8 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
     }
 
     const created = await Promise.allSettled(
-      applianceNames(options.count).map((name) =>
-        createSimAppliance({
+      applianceNames(options.count).map((name) => {
+        const applianceOptions = {
           name,
           baseDir: join(outDir, 'appliances'),
           auditLog,
@@ -102,8 +106,9 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
           ...(options.ownerPid !== undefined ? { ownerPid: options.ownerPid } : {}),
           ...(options.tickMs ? { tickMs: options.tickMs } : {}),
           ...(options.vcdbMb ? { vcdbMb: options.vcdbMb } : {}),
-        }),
-      ),
+        };
+        return profile === 'vcsa-6.x' ? createSimVcsa6Appliance(applianceOptions) : createSimAppliance(applianceOptions);
+      }),
     );
     for (const r of created) if (r.status === 'fulfilled') appliances.push(r.value);
     const failed = created.find((r) => r.status === 'rejected');
@@ -137,9 +142,9 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
       verify: { scratchUrl: pgUrl },
       targets: appliances.map((a) => ({
         name: a.name,
-        profile: 'vcsa-5.5',
+        profile,
         executor: { type: 'local' },
-        variables: { ROOT: a.variables.ROOT, SERVICE: a.variables.SERVICE, INVSVC_DB: a.variables.INVSVC_DB },
+        variables: { ...a.variables },
       })),
     };
     const configPath = join(outDir, 'fleet.yaml');
@@ -148,7 +153,7 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
     const sim: SimJson = {
       audit: auditLog,
       s3: { endpoint, bucket, region, accessKeyId, secretAccessKey },
-      appliances: appliances.map((a) => ({ name: a.name, vcdbUrl: a.vcdbUrl, inventoryUrl: a.inventoryUrl })),
+      appliances: appliances.map((a) => ({ name: a.name, vcdbUrl: a.vcdbUrl, ...('inventoryUrl' in a ? { inventoryUrl: a.inventoryUrl } : {}) })),
     };
     const simJsonPath = join(outDir, 'sim.json');
     // Written last and atomically enough for pollers: sim.json means "the fleet is up".

@@ -62,6 +62,8 @@ export interface ApplianceContainerOptions {
   /** Start sshd on a free loopback port, with --network host (default: no network, no sshd). */
   readonly ssh?: boolean;
   readonly namePrefix?: string;
+  /** The appliance generation (VCSA_SIM_PROFILE; default vcsa-5.5). */
+  readonly profile?: 'vcsa-5.5' | 'vcsa-6.x';
 }
 
 /** Starts an appliance container and waits until PostgreSQL, both services and (with ssh) sshd are up. */
@@ -72,7 +74,7 @@ export async function startApplianceContainer(options: ApplianceContainerOptions
   const auditDir = join(options.dir, `${name}-audit`);
   await mkdir(auditDir, { recursive: true });
   const auditLog = join(auditDir, 'audit.jsonl');
-  const env = [`VCSA_SIM_NAME=${name}`, 'VCSA_SIM_TICK_MS=40'];
+  const env = [`VCSA_SIM_NAME=${name}`, 'VCSA_SIM_TICK_MS=40', `VCSA_SIM_PROFILE=${options.profile ?? 'vcsa-5.5'}`];
   let sshPort: number | undefined;
   let privateKeyPath: string | undefined;
   if (options.ssh) {
@@ -141,7 +143,8 @@ export async function startApplianceContainer(options: ApplianceContainerOptions
       sql,
       serviceRunning,
       async servicesRunning() {
-        return (await serviceRunning('vmware-vpxd')) && (await serviceRunning('vmware-inventoryservice'));
+        // Every service of the container's profile (the image's healthcheck).
+        return (await exec('/usr/local/sbin/vcsa-sim-health')).exitCode === 0;
       },
       async readSequences() {
         const [vcdb, inventory] = await Promise.all([sql('VCDB', 'SELECT coalesce(max(seq), 0) FROM vpx_event;'), sql('invsvc', 'SELECT coalesce(max(seq), 0) FROM inv_progress;')]);

@@ -62,7 +62,7 @@ void describe('vcsa-backup simulate', () => {
           pids.push(readPid(join(target.boundProfile.variables['ROOT']!, 'var', 'run', `${service.name}.pid`)));
         }
       }
-      for (const a of sim.appliances) dbNames.push(new URL(a.vcdbUrl).pathname.slice(1), new URL(a.inventoryUrl).pathname.slice(1));
+      for (const a of sim.appliances) dbNames.push(...[a.vcdbUrl, ...(a.inventoryUrl ? [a.inventoryUrl] : [])].map((url) => new URL(url).pathname.slice(1)));
       assert.equal(await databasesNamed(dbNames), 4);
       const audit = await readAudit(sim.audit);
       assert.equal(audit.filter((l) => l.state === 'running').length, 4);
@@ -105,7 +105,7 @@ void describe('vcsa-backup simulate', () => {
       assert.equal(started.exitCode, 0, started.stderr);
       assert.equal((await bash(vpxd.status)).exitCode, 0, 'vpxd runs again after a stop');
       assert.equal(run.child.exitCode, null, `simulate exited early: ${run.stderr()}`);
-      const dbNames = sim.appliances.flatMap((a) => [new URL(a.vcdbUrl).pathname.slice(1), new URL(a.inventoryUrl).pathname.slice(1)]);
+      const dbNames = sim.appliances.flatMap((a) => [a.vcdbUrl, ...(a.inventoryUrl ? [a.inventoryUrl] : [])].map((url) => new URL(url).pathname.slice(1)));
       assert.equal(await databasesNamed(dbNames), 2);
 
       run.child.kill('SIGTERM');

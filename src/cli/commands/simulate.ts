@@ -1,5 +1,6 @@
 import { untilAborted } from '../../abort.ts';
 import { startSimFleet } from '../../sim/fleet.ts';
+import { simProfiles, type SimProfile } from '../../sim/appliance.ts';
 import { defaultPgUrl } from '../../sim/postgres.ts';
 import { maxVcdbMb } from '../../sim/vcdb-data.ts';
 import { intOption, requiredString, stringOption, UsageError, type CliCommand } from '../command.ts';
@@ -7,13 +8,14 @@ import { intOption, requiredString, stringOption, UsageError, type CliCommand } 
 export const command: CliCommand = {
   name: 'simulate',
   summary:
-    'Starts N simulated VCSA 5.5 appliances (real PostgreSQL databases, services that keep writing) and an S3 endpoint, ' +
+    'Starts N simulated VCSA 5.5 (or, with --profile vcsa-6.x, 6.x/7.0) appliances (real PostgreSQL databases, services that keep writing) and an S3 endpoint, ' +
     'writes DIR/fleet.yaml for the workers, DIR/sim.json and DIR/audit.jsonl, and runs until SIGTERM or SIGINT, then removes everything it started.',
-  usage: '--count N --out DIR [--vcdb-mb M] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
+  usage: '--count N --out DIR [--profile vcsa-5.5|vcsa-6.x] [--vcdb-mb M] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
   options: {
     count: { type: 'string', short: 'n' },
     'vcdb-mb': { type: 'string' },
     out: { type: 'string', short: 'o' },
+    profile: { type: 'string' },
     's3-endpoint': { type: 'string' },
     'pg-url': { type: 'string' },
     'redis-url': { type: 'string' },
@@ -25,6 +27,11 @@ export const command: CliCommand = {
     const vcdbMb = intOption(ctx.values, 'vcdb-mb', 0);
     if (vcdbMb !== undefined && vcdbMb > maxVcdbMb) throw new UsageError(`--vcdb-mb: at most ${maxVcdbMb} MiB per appliance, got \`${vcdbMb}\``);
     const outDir = requiredString(ctx.values, 'out', 'the directory for fleet.yaml, sim.json and the appliances, e.g. --out .sim');
+    const profileName = stringOption(ctx.values, 'profile') ?? 'vcsa-5.5';
+    if (!(simProfiles as readonly string[]).includes(profileName)) {
+      throw new UsageError(`--profile: one of ${simProfiles.join(', ')}, got \`${profileName}\``);
+    }
+    const profile = profileName as SimProfile;
     const s3Endpoint = stringOption(ctx.values, 's3-endpoint');
     if (s3Endpoint !== undefined && !/^https?:\/\/[^/\s]+/.test(s3Endpoint)) {
       throw new UsageError(`--s3-endpoint: expected an http(s) URL, got \`${s3Endpoint}\``);
@@ -34,9 +41,10 @@ export const command: CliCommand = {
     const redisUrl = stringOption(ctx.values, 'redis-url') ?? process.env['REDIS_URL'];
 
     if (ctx.signal.aborted) return 0;
-    ctx.say(`simulate: starting ${count} appliance(s) in ${outDir}${vcdbMb ? `, filling each VCDB with about ${vcdbMb} MiB of vCenter-shaped data` : ''}`);
+    ctx.say(`simulate: starting ${count} ${profile} appliance(s) in ${outDir}${vcdbMb ? `, filling each VCDB with about ${vcdbMb} MiB of vCenter-shaped data` : ''}`);
     const fleet = await startSimFleet({
       count,
+      profile,
       outDir,
       pgUrl,
       ...(vcdbMb ? { vcdbMb } : {}),
@@ -52,7 +60,7 @@ export const command: CliCommand = {
             sim: fleet.simJsonPath,
             audit: fleet.auditLog,
             s3: { endpoint: fleet.sim.s3.endpoint, bucket: fleet.sim.s3.bucket },
-            appliances: fleet.appliances.map((a) => ({ name: a.name, root: a.root, vcdbUrl: a.vcdbUrl, inventoryUrl: a.inventoryUrl })),
+            appliances: fleet.appliances.map((a) => ({ name: a.name, root: a.root, vcdbUrl: a.vcdbUrl, ...('inventoryUrl' in a ? { inventoryUrl: a.inventoryUrl } : {}) })),
           }),
         );
       }

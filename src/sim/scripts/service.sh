@@ -14,11 +14,16 @@ usage() {
 
 svc=${1:-}
 action=${2:-}
+# The appliance's daemons: both on a 5.5, vpxd alone on a 6.x (SIM_SERVICES in appliance.env).
+services=" ${SIM_SERVICES:-vmware-vpxd vmware-inventoryservice} "
+[[ -z $svc ]] && usage
+if [[ $services != *" $svc "* ]]; then
+  echo "service: unrecognized service '$svc' (this appliance has${services% })" >&2
+  exit 1
+fi
 case $svc in
   vmware-vpxd) daemon=$SIM_ROOT/usr/lib/vcsa-sim/vpxd.sh ;;
   vmware-inventoryservice) daemon=$SIM_ROOT/usr/lib/vcsa-sim/inventoryservice.sh ;;
-  '') usage ;;
-  *) echo "service: unrecognized service '$svc' (this appliance has vmware-vpxd and vmware-inventoryservice)" >&2; exit 1 ;;
 esac
 case $action in
   start | stop | restart | status) ;;

@@ -1,6 +1,8 @@
 #!/bin/bash
 # Runs once at image build: puts the simulator's scripts (src/sim/scripts, copied to
-# /usr/lib/vcsa-sim/src) at the real VCSA 5.5 paths. They are the same scripts that
+# /usr/lib/vcsa-sim/src) at the real paths of both appliance generations: VCSA 5.5 (`service`,
+# vPostgres 1.0, the Inventory Service scripts) and 6.x/7.0 (`service-control`, vPostgres
+# `current`). VCSA_SIM_PROFILE picks one at container start. They are the same scripts that
 # src/sim/appliance.ts installs under a directory ROOT; here ROOT is empty ("/").
 set -euo pipefail
 src=/usr/lib/vcsa-sim/src
@@ -23,6 +25,9 @@ if [ -e /usr/sbin/service ] && ! dpkg-divert --list /usr/sbin/service | grep -q 
   dpkg-divert --local --rename --add /usr/sbin/service >/dev/null
 fi
 install_script service.sh /usr/sbin/service 0755
+# The daemon manager behind service-control (6.x), the same script.
+install_script service.sh /usr/lib/vcsa-sim/service 0755
+install_script service-control.sh /usr/bin/service-control 0755
 install_script daemon-lib.sh /usr/lib/vcsa-sim/daemon-lib.sh 0644
 install_script vpxd.sh /usr/lib/vcsa-sim/vpxd.sh 0755
 install_script inventoryservice.sh /usr/lib/vcsa-sim/inventoryservice.sh 0755
@@ -30,6 +35,7 @@ install_script inventory-backup.sh /usr/lib/vmware-vpx/inventoryservice/scripts/
 install_script inventory-restore.sh /usr/lib/vmware-vpx/inventoryservice/scripts/restore.sh 0755
 for tool in pg_dump psql pg_restore; do
   install_script pg-wrapper.sh "/opt/vmware/vpostgres/1.0/bin/$tool" 0755 "$tool"
+  install_script pg-wrapper.sh "/opt/vmware/vpostgres/current/bin/$tool" 0755 "$tool"
 done
 
 # The appliance's own PostgreSQL: Unix socket only (no TCP port to collide with under

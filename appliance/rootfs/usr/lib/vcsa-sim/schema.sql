@@ -1,9 +1,8 @@
--- First start of a simulated appliance: the VCDB and the Inventory Service database, owned by
--- vc as on a real VCSA 5.5. The same tables as src/sim/appliance.ts creates.
+-- First start of a simulated appliance: the VCDB, owned by vc as on a real VCSA. The same
+-- tables as src/sim/appliance.ts creates. A 5.5 adds inventory-schema.sql.
 \set ON_ERROR_STOP on
 CREATE ROLE vc LOGIN;
 CREATE DATABASE "VCDB" OWNER vc TEMPLATE template0;
-CREATE DATABASE invsvc OWNER vc TEMPLATE template0;
 \connect VCDB
 SET ROLE vc;
 CREATE TABLE vpx_event (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
@@ -11,7 +10,3 @@ CREATE TABLE vpx_entity (id serial PRIMARY KEY, name text NOT NULL UNIQUE, type 
 INSERT INTO vpx_entity (name, type) VALUES
   ('Datacenter', 'datacenter'), ('Cluster01', 'cluster'), ('esx01.lab.local', 'host'), ('esx02.lab.local', 'host'),
   ('vm-web01', 'vm'), ('vm-app01', 'vm'), ('vm-db01', 'vm');
-\connect invsvc
-SET ROLE vc;
-CREATE TABLE inv_progress (id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT now());
-INSERT INTO inv_progress (id, seq) VALUES (1, 0);
