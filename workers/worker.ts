@@ -11,7 +11,7 @@ import { Watchdog } from '../src/locks/watchdog.ts';
 import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
 import { backupJobOptions, backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
-import { workerConnection } from './redis.ts';
+import { connectRedis } from '../src/redis/connection.ts';
 
 export interface WorkerDeps {
   readonly config: Config;
@@ -43,8 +43,7 @@ export function decodeFailure(reason: string | undefined): { code: string; messa
  */
 export function startWorker(deps: WorkerDeps): RunningWorker {
   const { config, logger } = deps;
-  const connection = workerConnection(config.redis.url);
-  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting'));
+  const connection = connectRedis(config.redis, 'service', { onError: (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting') });
   const holderId = holderIdentity(spoolHost());
   const lease = new FleetLease(connection, {
     prefix: config.redis.prefix,

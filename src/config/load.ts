@@ -45,7 +45,16 @@ export interface EncryptionConfig {
   readonly identities: AgeIdentities;
 }
 
-export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption'> {
+type ParsedRedis = ParsedConfig['redis'];
+export interface RedisConfig extends Omit<ParsedRedis, 'username' | 'password' | 'sentinelUsername' | 'sentinelPassword'> {
+  readonly username?: Secret;
+  readonly password?: Secret;
+  readonly sentinelUsername?: Secret;
+  readonly sentinelPassword?: Secret;
+}
+
+export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption' | 'redis'> {
+  readonly redis: RedisConfig;
   readonly s3: S3Config;
   readonly encryption?: EncryptionConfig;
   readonly targets: readonly TargetConfig[];
@@ -215,6 +224,13 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
   const ak = secret(accessKeyId, 's3.accessKeyId');
   const sk = secret(secretAccessKey, 's3.secretAccessKey');
   const st = secret(sessionToken, 's3.sessionToken');
+  const { username: ru, password: rp, sentinelUsername: rsu, sentinelPassword: rsp, ...redisRest } = parsed.redis;
+  const redisSecrets = {
+    ...optional('username', secret(ru, 'redis.username')),
+    ...optional('password', secret(rp, 'redis.password')),
+    ...optional('sentinelUsername', secret(rsu, 'redis.sentinelUsername')),
+    ...optional('sentinelPassword', secret(rsp, 'redis.sentinelPassword')),
+  };
   const encryption = encryptionConfig(parsed.encryption, secret, issues, env);
   if (encryption && parsed.verify.afterBackup && encryption.recipients.length > 0 && encryption.identities.configured === 0) {
     issues.push(
@@ -230,11 +246,15 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
   return {
     ...rest,
     ...(encryption ? { encryption } : {}),
-    redis: { ...parsed.redis, ...(redisUrl ? { url: redisUrl } : {}) },
+    redis: { ...redisRest, ...redisSecrets, ...(redisUrl ? { url: redisUrl } : {}) },
     s3: { ...s3rest, ...(ak ? { accessKeyId: ak } : {}), ...(sk ? { secretAccessKey: sk } : {}), ...(st ? { sessionToken: st } : {}) },
     targets,
     source: options.source ?? '(inline)',
   };
+}
+
+function optional<K extends string>(key: K, value: Secret | undefined): { [P in K]?: Secret } {
+  return (value ? { [key]: value } : {}) as { [P in K]?: Secret };
 }
 
 /** A short passphrase makes scrypt's cost moot: say so without saying anything about the value. */

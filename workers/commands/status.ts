@@ -3,7 +3,7 @@ import { formatBytes, formatDuration } from '../../src/cli/progress.ts';
 import { FleetLease } from '../../src/locks/fleet-lease.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { nextRuns } from '../producer.ts';
-import { openClient } from '../redis.ts';
+import { asRedisUnreachable, openRedis } from '../../src/redis/connection.ts';
 
 export const command: CliCommand = {
   name: 'status',
@@ -12,7 +12,7 @@ export const command: CliCommand = {
   options: {},
   async run(ctx) {
     const config = ctx.config();
-    const redis = await openClient(config.redis.url);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'));
     try {
       const state = new FleetState(redis, config.redis.prefix);
       const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger: ctx.logger });
@@ -53,6 +53,8 @@ export const command: CliCommand = {
       ctx.out(leaseOut.length === 0 ? 'fleet lease: free' : `fleet lease: ${leaseOut.map((l) => `${l.target} held by ${l.holder} since ${l.since}${l.expired ? ' (EXPIRED: watchdog restarting it)' : ''}`).join('; ')}`);
       for (const t of targets) if (t.lastFailure) ctx.out(`${t.name}: last failure ${t.lastFailure.code}: ${t.lastFailure.message}`);
       return exitCodes.ok;
+    } catch (err) {
+      throw asRedisUnreachable(err, redis, config.redis);
     } finally {
       redis.disconnect();
     }
