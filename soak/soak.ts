@@ -171,7 +171,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     proxy = await startS3FaultProxy(s3.endpoint, { random, stallMs: 8000 });
     h = await startFleetHarness({
       count: options.appliances,
-      workers: workerCount,
+      workers: 0,
       redisUrl: redis.url,
       s3Endpoint: proxy.endpoint,
       s3Bucket: 'soak',
@@ -186,6 +186,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       },
     });
     const fleet = h;
+    // Started here, not by the harness, to wait for them as long as a loaded machine needs.
+    const first = Array.from({ length: workerCount }, () => fleet.startWorker());
+    await waitFor('the workers to start', () => first.every((w) => w.log().includes('"worker started"')), 300_000, 200);
     for (const [name, bin] of realBins) await writeSlowPgBin(join(fleet.dir, `slow-${name}`), bin, join(fleet.dir, `hang-${name}`), 3600);
     const targets = fleet.fleet.appliances.map((a) => a.name);
     log(`soak: ${targets.length} appliances, ${workerCount} workers, Redis ${redis.url}, S3 ${s3.endpoint} behind ${proxy.endpoint}, spool ${tmpfs ? 'tmpfs 96 MiB' : 'plain dir'}, seed ${seed}, ${options.seconds} s`);
@@ -277,7 +280,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           const e = record('');
           const handle = proxy.open(kind);
           try {
-            await delay(between(2000, 6000));
+            // Long enough to meet uploads and verification reads, which come in bursts.
+            await delay(between(4000, 12000));
           } finally {
             handle.close();
             e.end = Date.now();

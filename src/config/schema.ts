@@ -152,6 +152,20 @@ export const configSchema = z.strictObject({
     verify: z.enum(['download', 'head']).default('download'),
     createBucket: z.boolean().default(false),
     storageClass: z.string().optional(),
+    /**
+     * Server-side encryption asked for on every PUT and multipart upload: "AES256" (SSE-S3) or
+     * "aws:kms" (SSE-KMS, with kmsKeyId or the account's aws/s3 key). Recorded in each manifest.
+     */
+    serverSideEncryption: z.enum(['AES256', 'aws:kms']).optional(),
+    kmsKeyId: z.string().min(1).optional(),
+    /**
+     * false: the credentials have no delete right (versioned bucket with Object Lock, where the
+     * bucket's own retention expires backups): `iam-policy` leaves s3:DeleteObject out and
+     * `prune` reports what it would delete instead of deleting.
+     */
+    deletes: z.boolean().default(true),
+  }).superRefine((s, ctx) => {
+    if (s.kmsKeyId !== undefined && s.serverSideEncryption !== 'aws:kms') ctx.addIssue({ code: 'custom', path: ['kmsKeyId'], message: 'only with serverSideEncryption: aws:kms; set it, or remove kmsKeyId' });
   }),
   schedule: scheduleSchema.default({ cron: '0 2 * * *', tz: 'UTC' }),
   quiesce: z
