@@ -6,7 +6,7 @@ import type { Logger } from '../src/log.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
 import { spoolHost } from '../src/backup/spool.ts';
 import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult } from '../src/fleet/backup-job.ts';
-import { FleetLease, holderIdentity } from '../src/locks/fleet-lease.ts';
+import { fleetLeaseFor, holderIdentity } from '../src/locks/fleet-lease.ts';
 import { Watchdog } from '../src/locks/watchdog.ts';
 import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
@@ -45,13 +45,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   const { config, logger } = deps;
   const connection = connectRedis(config.redis, 'service', { onError: (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting') });
   const holderId = holderIdentity(spoolHost());
-  const lease = new FleetLease(connection, {
-    prefix: config.redis.prefix,
-    maxConcurrent: config.quiesce.maxConcurrent,
-    leaseMs: config.quiesce.leaseSeconds * 1000,
-    holderId,
-    logger,
-  });
+  const lease = fleetLeaseFor(config, connection, { holderId, logger });
   const state = new FleetState(connection, config.redis.prefix);
   // notify.webhook: failure/recovery from each job, stale alerts from a timer (deduplicated in Redis).
   const notifier = createNotifier(config, connection, logger);
@@ -125,7 +119,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   );
   triggerWorker.on('error', (err) => logger.warn({ err: err.message }, 'trigger worker error'));
 
-  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId });
+  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId, notifier });
   watchdog.start();
   // Timers last, once nothing above can throw: close() is what stops them.
   const staleChecks = notifier?.startStaleChecks(config.targets.filter((t) => t.enabled).map((t) => t.name), config.notify.checkIntervalSeconds * 1000);

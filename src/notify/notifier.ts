@@ -4,7 +4,7 @@ import { resolveSecret } from '../config/secret.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
-import { failureNotification, recoveryNotification, staleNotification, type Notification } from './notification.ts';
+import { failureNotification, fleetHeldNotification, recoveryNotification, staleNotification, type Notification } from './notification.ts';
 import { webhookSender, type NotificationSender } from './webhook.ts';
 
 /** What a backup job tells the notifier. Implementations never throw and return within their timeout. */
@@ -12,6 +12,12 @@ export interface BackupNotifier {
   /** A backup failed for good: its last attempt, or a permanent error. */
   backupFailed(target: string, failure: { at: string; code: string; message: string }): Promise<void>;
   backupSucceeded(target: string, success: { id: string; at: string }): Promise<void>;
+}
+
+/** What the watchdog tells the notifier. Never throws. */
+export interface FleetHeldNotifier {
+  /** An appliance keeps the fleet slot because its services could not be confirmed running. */
+  fleetHeld(target: string, held: { at: string; message: string }): Promise<void>;
 }
 
 export interface NotifierOptions {
@@ -31,7 +37,7 @@ export interface NotifierOptions {
  * periodic stale check alert once per spell (again after a day if it goes on); and a SET NX EX
  * per target and kind rate-limits everything. Sending errors are logged, never thrown.
  */
-export class Notifier implements BackupNotifier {
+export class Notifier implements BackupNotifier, FleetHeldNotifier {
   readonly #o: NotifierOptions;
   readonly #state: FleetState;
 
@@ -59,6 +65,14 @@ export class Notifier implements BackupNotifier {
       if ((await this.#o.redis.del(this.#key('failing', target))) === 1) await this.#deliver(recoveryNotification(target, success));
     } catch (err) {
       this.#o.logger.warn({ target, err: errorMessage(err) }, 'recovery notification not sent');
+    }
+  }
+
+  async fleetHeld(target: string, held: { at: string; message: string }): Promise<void> {
+    try {
+      await this.#deliver(fleetHeldNotification(target, held));
+    } catch (err) {
+      this.#o.logger.warn({ target, err: errorMessage(err) }, 'fleet-held notification not sent');
     }
   }
 
