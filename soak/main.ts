@@ -25,12 +25,17 @@ const number = (name: string, raw: string | undefined, min: number): number => {
   return n;
 };
 const appliances = number('appliances', values.appliances, 1);
+// SIGINT/SIGTERM end the soak early but cleanly: the current run finishes, the checks run and
+// everything started (workers, appliances and their databases, Redis, the tmpfs) is removed.
+const stop = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort());
 const report = await runSoak({
   seconds: Math.round(number('minutes', values.minutes, 0.1) * 60),
   appliances,
   workers: number('workers', values.workers, 2),
   ...(values.seed !== undefined ? { seed: number('seed', values.seed, 0) } : {}),
   drills: values.drills !== undefined ? number('drills', values.drills, 0) : appliances,
+  signal: stop.signal,
   log: (line) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`),
 });
 process.stdout.write(`${formatReport(report)}\n`);

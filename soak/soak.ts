@@ -39,6 +39,8 @@ export interface SoakOptions {
   /** Mean seconds between two fault injections (default 4). */
   readonly faultEverySeconds?: number;
   readonly log?: (line: string) => void;
+  /** Ends the soak early (faults stop, the current run finishes, the checks run). */
+  readonly signal?: AbortSignal;
 }
 
 export interface FaultEvent {
@@ -194,9 +196,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     log(`soak: ${targets.length} appliances, ${workerCount} workers, Redis ${redis.url}, S3 ${s3.endpoint} behind ${proxy.endpoint}, spool ${tmpfs ? 'tmpfs 96 MiB' : 'plain dir'}, seed ${seed}, ${options.seconds} s`);
 
     const soakStart = Date.now();
-    const deadline = soakStart + options.seconds * 1000;
+    let deadline = soakStart + options.seconds * 1000;
+    options.signal?.addEventListener('abort', () => (deadline = Date.now()), { once: true });
     const stoppedWorkers = new Set<WorkerProcess>();
     let redisBusy = false;
+    let replacing = false;
     let spoolBusy = false;
     const inFlight = new Set<Promise<void>>();
 
@@ -207,17 +211,24 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         faults.push(e);
         return e;
       };
-      const alive = fleet.workers.filter((w) => w.alive() && !stoppedWorkers.has(w));
+      // Only workers that finished starting: killing one that is still loading would just pile
+      // up replacements on a loaded machine (and tests nothing a started worker does not).
+      const alive = fleet.workers.filter((w) => w.alive() && !stoppedWorkers.has(w) && w.log().includes('"worker started"'));
       switch (kind) {
         case 'worker-sigkill': {
           const w = alive[Math.floor(random() * alive.length)];
-          if (!w || alive.length < 2) return;
+          if (!w || alive.length < 2 || replacing) return;
+          replacing = true;
           const e = record(`worker ${w.n} (pid ${w.pid})`);
           w.child.kill('SIGKILL');
           await w.exited();
           const replacement = fleet.startWorker();
-          await waitFor('a replacement worker', () => replacement.log().includes('"worker started"') || !replacement.alive(), 120_000);
-          e.end = Date.now();
+          try {
+            await waitFor('a replacement worker', () => replacement.log().includes('"worker started"') || !replacement.alive(), 300_000, 200);
+          } finally {
+            replacing = false;
+            e.end = Date.now();
+          }
           return;
         }
         case 'worker-sigstop': {
