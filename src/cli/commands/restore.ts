@@ -141,8 +141,7 @@ async function keptCommand(ctx: CliContext, name: string, mode: 'rollback' | 'li
   }
   const logger = ctx.logger.child({ target: target.name });
   const executor = createExecutor(target.executor, logger);
-  const redis = mode === 'list-kept' ? null : new Redis(config.redis.url, { maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
-  redis?.on('error', (err) => logger.debug({ err }, 'redis connection error'));
+  const redis = mode === 'list-kept' ? null : connectRedis(config.redis, 'command', { onError: (err) => logger.debug({ err }, 'redis connection error') });
   const base = { config, target, executor, logger, signal: ctx.signal };
   try {
     if (mode === 'list-kept') {
