@@ -6,7 +6,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { connectRedis } from '../src/redis/connection.ts';
 import type { Config } from '../src/config/load.ts';
 import { errorMessage } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -47,11 +47,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   const auth = resolveDashboardAuth(config, options.env);
   // Reconnects forever (a long-running server) but fails commands fast while Redis is away, so
   // /healthz answers 503 instead of hanging.
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 3000, retryStrategy: (n) => Math.min(n * 200, 2000) });
-  redis.on('error', (err) => logger.debug({ err: err.message }, 'dashboard redis connection error'));
+  const redis = connectRedis(config.redis, 'probe', { onError: (err) => logger.debug({ err: err.message }, 'dashboard redis connection error') });
   // bull-board and BullMQ queues need a connection that waits for Redis rather than failing.
-  const queueRedis = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(n * 200, 2000) });
-  queueRedis.on('error', (err) => logger.debug({ err: err.message }, 'dashboard queue connection error'));
+  const queueRedis = connectRedis(config.redis, 'service', { onError: (err) => logger.debug({ err: err.message }, 'dashboard queue connection error') });
   const [backupQueue, triggerQueue] = [backupQueueName, triggerQueueName].map((name) => {
     const q = new Queue(name, queueOptions(config, queueRedis));
     q.on('error', (err) => logger.debug({ err: err.message, queue: name }, 'dashboard queue error'));

@@ -6,7 +6,7 @@ import type { BackupJobResult } from '../src/fleet/backup-job.ts';
 import { restoreBackup } from '../src/restore/restore.ts';
 import { verifyBackup } from '../src/restore/verify.ts';
 import { createS3ObjectStore } from '../src/storage/s3.ts';
-import { clientConnection } from './redis.ts';
+import { connectRedis } from '../src/redis/connection.ts';
 
 export interface DrillResult {
   readonly name: string;
@@ -21,7 +21,7 @@ export interface DrillResult {
  */
 export async function runDrill(ctx: CliContext, config: Config, backup: BackupJobResult): Promise<DrillResult[]> {
   const store = createS3ObjectStore(config.s3, ctx.logger);
-  const redis = clientConnection(config.redis.url);
+  const redis = connectRedis(config.redis, 'command');
   const target = findTarget(config, backup.target);
   const executor = createExecutor(target.executor, ctx.logger);
   const results: DrillResult[] = [];

@@ -1,4 +1,4 @@
-import { Job, Queue, QueueEvents } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../src/config/load.ts';
 import type { BackupJobData, BackupJobResult } from '../src/fleet/backup-job.ts';
@@ -94,8 +94,10 @@ export type JobOutcome =
   | { readonly target: string; readonly ok: false; readonly code: string; readonly message: string };
 
 /**
- * Follows jobs to their end (completed, or failed after its last attempt). Polls job state:
- * simple, and robust to Redis reconnects, which a missed QueueEvents message is not.
+ * Follows jobs to their end (completed, or failed after its last attempt). Polls job state
+ * through the caller's connection only: simple, and robust to Redis restarts and failovers (a
+ * command waits in the connection's queue until Redis is back), which a missed QueueEvents
+ * message or a blocking read on a second connection is not.
  */
 export async function waitForJobs(
   config: Config,
@@ -104,18 +106,9 @@ export async function waitForJobs(
   options: { signal?: AbortSignal; pollMs?: number; onProgress?: (target: string, progress: unknown, state: string) => void } = {},
 ): Promise<JobOutcome[]> {
   const queue = new Queue<BackupJobData, BackupJobResult>(backupQueueName, queueOptions(config, connection));
-  // BullMQ duplicates a caller's client for its blocking reads and leaves the caller's copy
-  // open: this one is ours to close, or the process never exits.
-  const eventsConnection = connection.duplicate({ maxRetriesPerRequest: null });
-  const events = new QueueEvents(backupQueueName, queueOptions(config, eventsConnection));
   const pending = new Map(jobs.map((j) => [j.jobId, j]));
   const outcomes: JobOutcome[] = [];
   try {
-    let wake: (() => void) | undefined;
-    const nudge = (): void => wake?.();
-    events.on('completed', nudge);
-    events.on('failed', nudge);
-    events.on('progress', nudge);
     while (pending.size > 0) {
       options.signal?.throwIfAborted();
       for (const [jobId, entry] of [...pending]) {
@@ -137,18 +130,22 @@ export async function waitForJobs(
         }
       }
       if (pending.size === 0) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, options.pollMs ?? 1000);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await sleepUnlessAborted(options.pollMs ?? 1000, options.signal);
     }
     return outcomes;
   } finally {
-    await events.close().catch(() => undefined);
-    eventsConnection.disconnect();
     await queue.close();
   }
+}
+
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

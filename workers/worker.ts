@@ -12,7 +12,7 @@ import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
 import { encodeFailure } from './job-failure.ts';
 import { backupJobOptions, backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
-import { workerConnection } from './redis.ts';
+import { connectRedis } from '../src/redis/connection.ts';
 
 export interface WorkerDeps {
   readonly config: Config;
@@ -34,8 +34,7 @@ export interface RunningWorker {
  */
 export function startWorker(deps: WorkerDeps): RunningWorker {
   const { config, logger } = deps;
-  const connection = workerConnection(config.redis.url);
-  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting'));
+  const connection = connectRedis(config.redis, 'service', { onError: (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting') });
   const holderId = holderIdentity(spoolHost());
   const lease = fleetLeaseFor(config, connection, { holderId, logger });
   const state = new FleetState(connection, config.redis.prefix);

@@ -18,6 +18,7 @@ export const domainCommands: CommandRegistry = {
   simulate: () => import('./commands/simulate.ts'),
   'trust-host-key': () => import('./commands/trust-host-key.ts'),
   'iam-policy': () => import('./commands/iam-policy.ts'),
+  's3-setup': () => import('./commands/s3-setup.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
   verify: () => import('./commands/verify.ts'),

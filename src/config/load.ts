@@ -58,11 +58,20 @@ export interface EncryptionConfig {
   readonly identities: AgeIdentities;
 }
 
+type ParsedRedis = ParsedConfig['redis'];
+export interface RedisConfig extends Omit<ParsedRedis, 'username' | 'password' | 'sentinelUsername' | 'sentinelPassword'> {
+  readonly username?: Secret;
+  readonly password?: Secret;
+  readonly sentinelUsername?: Secret;
+  readonly sentinelPassword?: Secret;
+}
+
 export interface NativeConfig extends Omit<ParsedConfig['native'], 'backupPassword' | 'receiver'> {
   readonly receiver: NativeReceiverSettings;
 }
 
-export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption' | 'native'> {
+export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption' | 'native' | 'redis'> {
+  readonly redis: RedisConfig;
   readonly native: NativeConfig;
   readonly s3: S3Config;
   readonly encryption?: EncryptionConfig;
@@ -271,6 +280,13 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
   const ak = secret(accessKeyId, 's3.accessKeyId');
   const sk = secret(secretAccessKey, 's3.secretAccessKey');
   const st = secret(sessionToken, 's3.sessionToken');
+  const { username: ru, password: rp, sentinelUsername: rsu, sentinelPassword: rsp, ...redisRest } = parsed.redis;
+  const redisSecrets = {
+    ...optional('username', secret(ru, 'redis.username')),
+    ...optional('password', secret(rp, 'redis.password')),
+    ...optional('sentinelUsername', secret(rsu, 'redis.sentinelUsername')),
+    ...optional('sentinelPassword', secret(rsp, 'redis.sentinelPassword')),
+  };
   const encryption = encryptionConfig(parsed.encryption, secret, issues, env);
   const { backupPassword: _nativePasswordRef, receiver: rawReceiver, ...nativeRest } = parsed.native;
   const receiver = resolveReceiver(rawReceiver, issues, targets.some((t) => t.executor.type === 'vcsa-api'));
@@ -294,11 +310,15 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
     ...rest,
     native: { ...nativeRest, receiver },
     ...(encryption ? { encryption } : {}),
-    redis: { ...parsed.redis, ...(redisUrl ? { url: redisUrl } : {}) },
+    redis: { ...redisRest, ...redisSecrets, ...(redisUrl ? { url: redisUrl } : {}) },
     s3: { ...s3rest, ...(ak ? { accessKeyId: ak } : {}), ...(sk ? { secretAccessKey: sk } : {}), ...(st ? { sessionToken: st } : {}) },
     targets,
     source: options.source ?? '(inline)',
   };
+}
+
+function optional<K extends string>(key: K, value: Secret | undefined): { [P in K]?: Secret } {
+  return (value ? { [key]: value } : {}) as { [P in K]?: Secret };
 }
 
 /** A short passphrase makes scrypt's cost moot: say so without saying anything about the value. */

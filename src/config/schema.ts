@@ -233,6 +233,32 @@ export const configSchema = z.strictObject({
       url: redisUrl.default('redis://127.0.0.1:6379'),
       /** Prefix of every Redis key (BullMQ queues, leases, state). Use "{vcsa-backup}" on Redis Cluster. */
       prefix: z.string().regex(/^[^:\s]+$/, 'no colons or spaces').default(defaults.redis.prefix),
+      /** Redis Sentinel: the sentinels to ask for the primary of `name` (url then gives only scheme, user, password, db). */
+      sentinels: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1).optional(),
+      /** The Sentinel primary group name (`sentinel monitor <name> …`); required with sentinels. */
+      name: z.string().min(1).optional(),
+      /** ACL user and its password; win over the ones in url. */
+      username: secretRef.optional(),
+      password: secretRef.optional(),
+      /** Credentials for the sentinels themselves, when they have `requirepass` or ACL users. */
+      sentinelUsername: secretRef.optional(),
+      sentinelPassword: secretRef.optional(),
+      /** TLS (also on with a rediss:// url): PEM files of a private CA, and of a client certificate for mutual TLS. */
+      tls: z
+        .strictObject({
+          ca: z.string().min(1).optional(),
+          cert: z.string().min(1).optional(),
+          key: z.string().min(1).optional(),
+          servername: z.string().min(1).optional(),
+        })
+        .optional(),
+      /** How long a command (run --wait, status, restore, verify, dashboard) waits for a lost Redis to come back before REDIS_UNREACHABLE. Workers wait forever. */
+      unreachableSeconds: z.number().int().min(1).max(3600).default(60),
+    })
+    .superRefine((r, ctx) => {
+      if (r.sentinels && !r.name) ctx.addIssue({ code: 'custom', path: ['name'], message: 'required with redis.sentinels: the primary group name from `sentinel monitor <name> …`, e.g. mymaster' });
+      if (r.name && !r.sentinels) ctx.addIssue({ code: 'custom', path: ['sentinels'], message: 'required with redis.name: the sentinels to ask, e.g. [{ host: 127.0.0.1, port: 26379 }]' });
+      if ((r.tls?.cert === undefined) !== (r.tls?.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'set both cert and key (a client certificate), or neither' });
     })
     .prefault({}),
   s3: z.strictObject({
@@ -258,6 +284,20 @@ export const configSchema = z.strictObject({
     verify: z.enum(['download', 'head']).default(defaults.s3.verify),
     createBucket: z.boolean().default(false),
     storageClass: z.string().optional(),
+    /**
+     * Server-side encryption asked for on every PUT and multipart upload: "AES256" (SSE-S3) or
+     * "aws:kms" (SSE-KMS, with kmsKeyId or the account's aws/s3 key). Recorded in each manifest.
+     */
+    serverSideEncryption: z.enum(['AES256', 'aws:kms']).optional(),
+    kmsKeyId: z.string().min(1).optional(),
+    /**
+     * false: the credentials have no delete right (versioned bucket with Object Lock, where the
+     * bucket's own retention expires backups): `iam-policy` leaves s3:DeleteObject out and
+     * `prune` reports what it would delete instead of deleting.
+     */
+    deletes: z.boolean().default(true),
+  }).superRefine((s, ctx) => {
+    if (s.kmsKeyId !== undefined && s.serverSideEncryption !== 'aws:kms') ctx.addIssue({ code: 'custom', path: ['kmsKeyId'], message: 'only with serverSideEncryption: aws:kms; set it, or remove kmsKeyId' });
   }),
   schedule: scheduleSchema.default({ ...defaults.schedule }),
   quiesce: z

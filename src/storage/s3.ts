@@ -37,6 +37,12 @@ const deleteBatchLimit = 1000;
 /** User metadata key (sent as x-amz-meta-sha256): the sha256 of the object's bytes, hex. */
 const sha256MetadataKey = 'sha256';
 
+/** s3.serverSideEncryption / kmsKeyId as request parameters: the same on every PUT and multipart upload. */
+export function sseParams(config: Pick<S3Config, 'serverSideEncryption' | 'kmsKeyId'>): { ServerSideEncryption?: 'AES256' | 'aws:kms'; SSEKMSKeyId?: string } {
+  if (config.serverSideEncryption === undefined) return {};
+  return { ServerSideEncryption: config.serverSideEncryption, ...(config.kmsKeyId === undefined ? {} : { SSEKMSKeyId: config.kmsKeyId }) };
+}
+
 /** Knobs that fleet.yaml does not need; tests use them to exercise paging. */
 export interface S3StoreTuning {
   /** Entries per listing page: MaxKeys of ListObjectsV2 and MaxUploads of ListMultipartUploads (S3 caps both at 1000). */
@@ -206,6 +212,7 @@ export class S3Backend implements ObjectStore {
         ContentType: options.contentType ?? 'application/octet-stream',
         ...(expectedSha256 === undefined ? {} : { Metadata: { [sha256MetadataKey]: expectedSha256 } }),
         ...(this.#config.storageClass === undefined ? {} : { StorageClass: this.#config.storageClass as StorageClass }),
+        ...sseParams(this.#config),
       },
       partSize,
       queueSize: this.#config.queueSize,
@@ -243,6 +250,7 @@ export class S3Backend implements ObjectStore {
           ContentLength: data.byteLength,
           ContentType: options.contentType ?? 'application/octet-stream',
           Metadata: { [sha256MetadataKey]: sha256 },
+          ...sseParams(this.#config),
         }),
         signal === undefined ? {} : { abortSignal: signal },
       );

@@ -1,55 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
 import { allServicesRunningAtEnd, findOverlaps, quiesceIntervals } from '../../src/sim/audit.ts';
-import { enqueueBackups, waitForJobs, type JobOutcome } from '../../workers/producer.ts';
-import { freePort, startFleetHarness, waitFor, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
-
-/** A private redis-server with an append-only file, so its data survives a restart as in production. */
-class PrivateRedis {
-  #child: ChildProcess | undefined;
-  constructor(
-    readonly port: number,
-    readonly dir: string,
-  ) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    this.#child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', this.dir], { stdio: 'ignore' });
-    const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => undefined);
-    try {
-      await waitFor('redis-server to accept connections', async () => {
-        try {
-          if (probe.status !== 'ready') await probe.connect();
-          return (await probe.ping()) === 'PONG';
-        } catch {
-          probe.disconnect();
-          return false;
-        }
-      }, 10_000);
-    } finally {
-      probe.disconnect();
-    }
-  }
-
-  /** SHUTDOWN: the append-only file is flushed, then the server exits. */
-  async shutdown(): Promise<void> {
-    const child = this.#child;
-    if (!child || child.exitCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    await exited;
-  }
-}
+import { startFleetHarness, waitFor, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
+import { RedisServer } from '../support/redis-server.ts';
 
 /**
  * Redis restarted while the fleet is mid-run: workers reconnect, every backup completes and
@@ -57,19 +13,20 @@ class PrivateRedis {
  */
 void describe('Redis restarted mid-run', () => {
   let redisDir: string;
-  let server: PrivateRedis;
+  let server: RedisServer;
   let h: FleetHarness;
   const targets = ['vc01', 'vc02', 'vc03'];
 
   before(async () => {
     redisDir = await mkdtemp(join(tmpdir(), 'redis-restart-'));
-    server = new PrivateRedis(await freePort(), redisDir);
-    await server.start();
+    server = await RedisServer.create(redisDir);
     const real = new Map<string, string>();
     h = await startFleetHarness({
       count: 3,
       workers: 2,
       redisUrl: server.url,
+      // Long enough for the restart below; the give-up test shortens it.
+      tune: { redis: { unreachableSeconds: 60 } },
       edit: (raw, dir) => {
         for (const t of raw['targets'] as { name: string; variables: Record<string, string> }[]) {
           real.set(t.name, `${t.variables['ROOT']}/opt/vmware/vpostgres/1.0/bin`);
@@ -88,32 +45,26 @@ void describe('Redis restarted mid-run', () => {
     await rm(redisDir, { recursive: true, force: true });
   });
 
-  void test('workers reconnect, the run completes, invariants held', async (t) => {
-    const config = h.config();
+  void test('workers and `run --wait` / `status` reconnect, the run completes, invariants held, no exit 13', async (t) => {
     const t0 = Date.now();
-    const jobs = await enqueueBackups(config, h.redis, targets, `r${t0}`);
-
+    // As cron runs it: the command follows the run through the restart and reports success.
+    const run = h.cli(['run', '--wait', '--json'], {}, 180_000);
     await waitFor('an appliance to be quiesced', async () => (await h.audit()).some((e) => e.ts >= t0 && e.state === 'stopped'), 30_000);
     const downAt = Date.now();
     await server.shutdown();
-    await new Promise((r) => setTimeout(r, 500));
+    // A command started while Redis is away waits for it (bounded) instead of failing.
+    const status = h.cli(['status', '--json'], {}, 120_000);
     await server.start();
     const upAt = Date.now();
 
-    // The waiter's connection reconnects on its own; should a call still fail, follow again.
-    let outcomes: JobOutcome[] | undefined;
-    for (let attempt = 1; !outcomes; attempt++) {
-      try {
-        outcomes = await waitForJobs(config, h.redis, jobs, { pollMs: 250 });
-      } catch (err) {
-        if (attempt >= 5) throw err;
-      }
-    }
-    assert.deepEqual(
-      outcomes.map((o) => [o.target, o.ok]).sort(),
-      targets.map((t) => [t, true]),
-      JSON.stringify(outcomes),
-    );
+    const res = await run;
+    assert.equal(res.code, 0, res.stderr);
+    const doc = JSON.parse(res.stdout) as { backups: { target: string }[]; failures: unknown[] };
+    assert.deepEqual(doc.failures, []);
+    assert.deepEqual(doc.backups.map((b) => b.target).sort(), targets);
+    const st = await status;
+    assert.equal(st.code, 0, st.stderr);
+    assert.deepEqual((JSON.parse(st.stdout) as { targets: { name: string }[] }).targets.map((x) => x.name), targets);
 
     const audit = await h.audit();
     const intervals = quiesceIntervals(audit).filter((i) => i.from >= t0);
@@ -125,5 +76,26 @@ void describe('Redis restarted mid-run', () => {
     t.diagnostic(`Redis down for ${upAt - downAt} ms; run finished ${Date.now() - upAt} ms after it came back`);
     // The same worker processes finished the run: they reconnected rather than died.
     assert.ok(h.workers.every((w) => w.alive()));
+  });
+
+  void test('Redis that stays away: `run --wait` gives up after redis.unreachableSeconds with REDIS_UNREACHABLE (exit 1, not 13)', async () => {
+    await h.editConfig((raw) => {
+      raw['redis'] = { ...(raw['redis'] as object), unreachableSeconds: 2 };
+    });
+    const t0 = Date.now();
+    const run = h.cli(['run', '--wait', '--json', '--target', 'vc01'], {}, 120_000);
+    await waitFor('vc01 to be quiesced', async () => (await h.audit()).some((e) => e.ts >= t0 && e.appliance === 'vc01' && e.state === 'stopped'), 30_000);
+    await server.shutdown();
+    try {
+      const res = await run;
+      assert.equal(res.code, 1, res.stderr);
+      const doc = JSON.parse(res.stdout) as { error: { code: string; message: string } };
+      assert.equal(doc.error.code, 'REDIS_UNREACHABLE', res.stdout);
+      assert.match(doc.error.message, /redis\.unreachableSeconds \(2 s\)/);
+    } finally {
+      await server.start();
+    }
+    // The workers carried on: vc01's services came back and nothing is left quiesced.
+    await waitFor('vc01 running again', () => h.fleet.appliances[0]!.servicesRunning(), 60_000);
   });
 });

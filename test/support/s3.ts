@@ -21,6 +21,7 @@ export function s3ConfigFor(s3: Pick<EmbeddedS3, 'endpoint' | 'bucket' | 'region
     queueSize: 2,
     verify: 'download',
     createBucket: false,
+    deletes: true,
     ...overrides,
   };
 }

@@ -16,7 +16,7 @@ import { startSimFleet, type SimFleet } from '../../src/sim/fleet.ts';
 import type { BackupJobResult } from '../../src/fleet/backup-job.ts';
 import { enqueueBackups, waitForJobs, type JobOutcome } from '../producer.ts';
 import { removeFleetKeys } from '../queues.ts';
-import { clientConnection } from '../redis.ts';
+import { connectRedis } from '../../src/redis/connection.ts';
 import { runDrill } from '../drill.ts';
 
 const binPath = fileURLToPath(new URL('../../bin/vcsa-backup.js', import.meta.url));
@@ -136,7 +136,7 @@ async function stopWorkers(workers: ChildProcess[]): Promise<void> {
 }
 
 async function backUpFleet(ctx: CliContext, config: Config): Promise<JobOutcome[]> {
-  const redis = clientConnection(config.redis.url);
+  const redis = connectRedis(config.redis, 'command');
   try {
     const jobs = await enqueueBackups(config, redis, config.targets.map((t) => t.name), `demo${Date.now()}`);
     ctx.say(`demo: queued ${jobs.length} backups`);
@@ -174,7 +174,7 @@ function printSummary(ctx: CliContext, config: Config, outcomes: readonly JobOut
 
 /** The demo's Redis keys live under their own prefix; remove them all. */
 async function cleanRedis(config: Config): Promise<void> {
-  const redis = clientConnection(config.redis.url);
+  const redis = connectRedis(config.redis, 'command');
   try {
     await removeFleetKeys(redis, config.redis.prefix);
   } finally {

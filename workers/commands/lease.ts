@@ -4,7 +4,7 @@ import { confirm } from '../../src/cli/confirm.ts';
 import { findTarget } from '../../src/config/load.ts';
 import { fleetLeaseFor } from '../../src/locks/fleet-lease.ts';
 import { leaseHoldReason } from '../../src/locks/lease-hold-reason.ts';
-import { openClient } from '../redis.ts';
+import { openRedis } from '../../src/redis/connection.ts';
 
 /**
  * `lease release --target NAME --force`: frees the fleet slot of an appliance that was stopped
@@ -38,7 +38,7 @@ export const command: CliCommand = {
     const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
     if (!yes && !interactive) throw new UsageError(`--yes: required without a terminal; confirm that ${name}'s services were checked by hand`);
 
-    const redis = await openClient(config.redis.url);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'));
     try {
       const lease = fleetLeaseFor(config, redis, { logger: ctx.logger });
       const now = await lease.redisNow();

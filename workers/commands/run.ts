@@ -4,7 +4,7 @@ import { formatBytes, formatDuration } from '../../src/format.ts';
 import { ProgressPrinter } from '../../src/cli/progress.ts';
 import type { ProgressEvent } from '../../src/backup/progress.ts';
 import { enqueueBackups, waitForJobs } from '../producer.ts';
-import { openClient } from '../redis.ts';
+import { asRedisUnreachable, openRedis } from '../../src/redis/connection.ts';
 
 export const command: CliCommand = {
   name: 'run',
@@ -18,7 +18,7 @@ export const command: CliCommand = {
     const names = stringList(ctx.values, 'target');
     const targets = names.length > 0 ? names.map((n) => findTarget(config, n).name) : config.targets.filter((t) => t.enabled).map((t) => t.name);
     if (targets.length === 0) throw new UsageError('--target: no enabled targets in the config; name one with --target');
-    const redis = await openClient(config.redis.url);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'));
     try {
       const runId = `r${Date.now()}`;
       const jobs = await enqueueBackups(config, redis, targets, runId);
@@ -50,6 +50,8 @@ export const command: CliCommand = {
       }
       if (ctx.json) ctx.out(JSON.stringify({ runId, backups, failures }));
       return failures.length === 0 ? exitCodes.ok : exitCodes.failed;
+    } catch (err) {
+      throw asRedisUnreachable(err, redis, config.redis);
     } finally {
       redis.disconnect();
     }

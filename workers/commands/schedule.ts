@@ -1,6 +1,6 @@
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
 import { syncSchedules } from '../producer.ts';
-import { openClient } from '../redis.ts';
+import { asRedisUnreachable, openRedis } from '../../src/redis/connection.ts';
 
 export const command: CliCommand = {
   name: 'schedule',
@@ -11,7 +11,7 @@ export const command: CliCommand = {
   options: {},
   async run(ctx) {
     const config = ctx.config();
-    const redis = await openClient(config.redis.url);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'));
     try {
       const { upserted, removed } = await syncSchedules(config, redis);
       if (ctx.json) {
@@ -21,6 +21,8 @@ export const command: CliCommand = {
         for (const r of removed) ctx.out(`${r.padEnd(20)} schedule removed`);
       }
       return exitCodes.ok;
+    } catch (err) {
+      throw asRedisUnreachable(err, redis, config.redis);
     } finally {
       redis.disconnect();
     }

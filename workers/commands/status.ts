@@ -4,7 +4,7 @@ import { fleetLeaseFor } from '../../src/locks/fleet-lease.ts';
 import { leaseHoldReason } from '../../src/locks/lease-hold-reason.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { nextRuns } from '../producer.ts';
-import { openClient } from '../redis.ts';
+import { asRedisUnreachable, openRedis } from '../../src/redis/connection.ts';
 
 export const command: CliCommand = {
   name: 'status',
@@ -13,7 +13,7 @@ export const command: CliCommand = {
   options: {},
   async run(ctx) {
     const config = ctx.config();
-    const redis = await openClient(config.redis.url);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'));
     try {
       const state = new FleetState(redis, config.redis.prefix);
       const lease = fleetLeaseFor(config, redis, { logger: ctx.logger });
@@ -57,6 +57,8 @@ export const command: CliCommand = {
       ctx.out(leaseOut.length === 0 ? 'fleet lease: free' : `fleet lease: ${leaseOut.map((l) => `${l.target} held by ${l.holder} since ${l.since}${l.why ? ` (${l.why})` : l.expired ? ' (EXPIRED: watchdog restarting it)' : ''}`).join('; ')}`);
       for (const t of targets) if (t.lastFailure) ctx.out(`${t.name}: last failure ${t.lastFailure.code}: ${t.lastFailure.message}`);
       return exitCodes.ok;
+    } catch (err) {
+      throw asRedisUnreachable(err, redis, config.redis);
     } finally {
       redis.disconnect();
     }

@@ -34,7 +34,11 @@ export const command: CliCommand = {
     const config = ctx.config();
     const names = stringList(ctx.values, 'target');
     const targets = names.length > 0 ? names.map((n) => findTarget(config, n).name) : config.targets.map((t) => t.name);
-    const dryRun = ctx.values['dry-run'] === true;
+    // s3.deletes: false (Object Lock, credentials without delete right): report, never delete;
+    // the bucket's lifecycle and retention expire backups.
+    const deletesRefused = !config.s3.deletes;
+    const dryRun = ctx.values['dry-run'] === true || deletesRefused;
+    if (deletesRefused) ctx.say('prune: s3.deletes is false (the credentials have no delete right; the bucket\'s Object Lock retention and lifecycle expire backups): reporting what retention would delete, deleting nothing');
     const policy = policyFromConfig(config.retention);
     const store = createS3ObjectStore(config.s3, ctx.logger);
     const results: PruneResult[] = [];
@@ -48,7 +52,9 @@ export const command: CliCommand = {
           if (!ctx.json) ctx.out(human(result));
         } catch (err) {
           failures.push({ target, code: errorCode(err), message: errorMessage(err) });
-          ctx.say(`${target}: prune failed (${errorCode(err)}): ${errorMessage(err)}`);
+          const refused = /AccessDenied|access denied|forbidden/i.test(`${errorCode(err)} ${errorMessage(err)}`);
+          const hint = refused ? ' (delete refused: if the bucket uses Object Lock and the credentials have no delete right, set s3.deletes: false and let its lifecycle expire backups)' : '';
+          ctx.say(`${target}: prune failed (${errorCode(err)}): ${errorMessage(err)}${hint}`);
         }
       }
     } finally {

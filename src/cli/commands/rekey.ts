@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { connectRedis } from '../../redis/connection.ts';
 import { describeEncryption, rekeyTarget, type RekeyResult } from '../../backup/rekey.ts';
 import { findTarget } from '../../config/load.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
@@ -42,7 +42,7 @@ export const command: CliCommand = {
     findTarget(config, name);
     const logger = ctx.logger.child({ target: name });
     const store = createS3ObjectStore(config.s3, logger);
-    const redis = dryRun ? undefined : new Redis(config.redis.url, { maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: (n) => (n > 2 ? null : n * 200) });
+    const redis = dryRun ? undefined : connectRedis(config.redis, 'command');
     redis?.on('error', (err) => logger.debug({ err }, 'redis connection error'));
     try {
       let result: RekeyResult;

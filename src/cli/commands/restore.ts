@@ -1,5 +1,5 @@
 import { confirm } from '../confirm.ts';
-import { Redis } from 'ioredis';
+import { asRedisUnreachable, connectRedis } from '../../redis/connection.ts';
 import { findBackup } from '../../catalog/catalog.ts';
 import { findTarget } from '../../config/load.ts';
 import { BackupError, errorCode, errorMessage } from '../../errors.ts';
@@ -93,8 +93,7 @@ export const command: CliCommand = {
       }
 
       const executor = createExecutor(target.executor, logger);
-      const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
-      redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
+      const redis = connectRedis(config.redis, 'command', { onError: (err) => logger.debug({ err }, 'redis connection error') });
       const progress = restoreProgress(ctx, `${name} → ${target.name}`);
       try {
         // restoreBackup binds source, target and backup id itself: each log line carries them once.
@@ -106,8 +105,9 @@ export const command: CliCommand = {
           ctx.out(`${target.name}: restored backup ${outcome.id} of ${outcome.source} (${outcome.restored.join(', ')}); services were down for ${formatDuration(outcome.downtimeMs)} and are running again${kept}`);
         }
         return exitCodes.ok;
-      } catch (err) {
+      } catch (thrown) {
         progress.done();
+        const err = asRedisUnreachable(thrown, redis, config.redis);
         const details = err instanceof BackupError ? err.details : {};
         if (ctx.json) {
           ctx.out(JSON.stringify({ restore: { source: name, target: target.name, id: entry.id, ok: false, restored: details['restored'] ?? [], notRestored: details['notRestored'] ?? entry.manifest.artifacts.map((a) => a.name) }, error: { code: errorCode(err), message: errorMessage(err) } }));
@@ -142,8 +142,7 @@ async function keptCommand(ctx: CliContext, name: string, mode: 'rollback' | 'li
   }
   const logger = ctx.logger.child({ target: target.name });
   const executor = createExecutor(target.executor, logger);
-  const redis = mode === 'list-kept' ? null : new Redis(config.redis.url, { maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (n) => (n > 5 ? null : n * 200) });
-  redis?.on('error', (err) => logger.debug({ err }, 'redis connection error'));
+  const redis = mode === 'list-kept' ? null : connectRedis(config.redis, 'command', { onError: (err) => logger.debug({ err }, 'redis connection error') });
   const base = { config, target, executor, logger, signal: ctx.signal };
   try {
     if (mode === 'list-kept') {

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { asRedisUnreachable, connectRedis } from '../../redis/connection.ts';
 import { findTarget } from '../../config/load.ts';
 import { verifyBackup, type VerifyReport } from '../../restore/verify.ts';
 import { createS3ObjectStore } from '../../storage/s3.ts';
@@ -40,8 +40,7 @@ export const command: CliCommand = {
     findTarget(config, name);
     const logger = ctx.logger.child({ target: name });
     const store = createS3ObjectStore(config.s3, logger);
-    const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: (n) => (n > 2 ? null : n * 200) });
-    redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
+    const redis = connectRedis(config.redis, 'command', { onError: (err) => logger.debug({ err }, 'redis connection error') });
     try {
       let report: VerifyReport;
       const progress = new ProgressPrinter(ctx.tty && !ctx.json, ctx.say);
@@ -62,7 +61,7 @@ export const command: CliCommand = {
         progress.done();
         const code = reportBackupNotFound(ctx, err);
         if (code !== null) return code;
-        throw err;
+        throw asRedisUnreachable(err, redis, config.redis);
       }
       if (ctx.json) ctx.out(JSON.stringify(report));
       else ctx.out(human(report));
