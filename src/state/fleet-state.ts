@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { SizedBackup } from './size-drop.ts';
 
 /**
  * What the fleet looks like now, per target, in Redis: written by workers, read by `status`,
@@ -58,6 +59,13 @@ export function targetStateKey(prefix: string, target: string): string {
   return `${prefix}:target:${target}`;
 }
 
+/** The last committed backups of a target (newest first, at most `sizeHistoryLength`): sizes for the size-drop check. */
+export function sizeHistoryKey(prefix: string, target: string): string {
+  return `${prefix}:sizes:${target}`;
+}
+
+const sizeHistoryLength = 100;
+
 function json<T>(raw: string | undefined): T | null {
   if (raw === undefined || raw === '') return null;
   try {
@@ -92,7 +100,15 @@ export class FleetState {
       .hincrby(this.#key(target), 'successes', 1)
       .hincrby(this.#key(target), 'bytesUploaded', success.bytes)
       .hdel(this.#key(target), 'step')
+      .lpush(sizeHistoryKey(this.#prefix, target), JSON.stringify({ id: success.id, at: success.at, bytes: success.bytes, rawBytes: success.rawBytes }))
+      .ltrim(sizeHistoryKey(this.#prefix, target), 0, sizeHistoryLength - 1)
       .exec();
+  }
+
+  /** The last `count` committed backups' sizes, newest first. */
+  async recentSuccesses(target: string, count: number): Promise<SizedBackup[]> {
+    const raws = await this.#redis.lrange(sizeHistoryKey(this.#prefix, target), 0, count - 1);
+    return raws.map((r) => json<SizedBackup>(r)).filter((x): x is SizedBackup => x !== null);
   }
 
   async recordFailure(target: string, failure: LastFailure): Promise<void> {
