@@ -15,7 +15,9 @@ import { FleetState } from '../src/state/fleet-state.ts';
 import { authChallenge, isAuthorized, resolveDashboardAuth, type DashboardAuth } from '../src/web/auth.ts';
 import { renderFleetFragments, renderFleetPage } from '../src/web/fleet-page.ts';
 import { buildFleetView, type FleetView, type QueueDepth } from '../src/web/fleet-view.ts';
-import { metricsContentType, renderMetrics } from '../src/web/metrics.ts';
+import { RunHistory } from '../src/state/run-history.ts';
+import type { SizedBackup } from '../src/state/size-drop.ts';
+import { DashboardMetrics, type QueueStats } from '../src/web/metrics.ts';
 import { schedulerNextRuns } from './producer.ts';
 import { backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
 
@@ -59,6 +61,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   }) as [Queue, Queue];
   const queues = [backupQueue, triggerQueue];
   const state = new FleetState(redis, config.redis.prefix);
+  const runs = new RunHistory(redis, config.redis.prefix);
+  const metrics = new DashboardMetrics();
   const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger });
 
   const boardAdapter = new ExpressAdapter();
@@ -93,6 +97,25 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     (reading ??= readFleetView().finally(() => {
       reading = undefined;
     }));
+
+  const targetNames = config.targets.map((t) => t.name);
+  const readMetrics = async (): Promise<string> => {
+    const view = await fleetView();
+    const [queueStats, sizes, endedRuns] = await Promise.all([
+      Promise.all(queues.map(async (q): Promise<QueueStats> => ({ queue: q.name, counts: await q.getJobCounts(), workers: await q.getWorkersCount() }))),
+      Promise.all(targetNames.map(async (t): Promise<[string, SizedBackup[]]> => [t, await state.recentSuccesses(t, 2)])),
+      runs.endedSince(metrics.observedSince()),
+    ]);
+    metrics.update({ view, queues: queueStats, sizes: new Map(sizes), sizeDropRatio: config.retention.minSizeRatio, endedRuns });
+    return metrics.render();
+  };
+  // One scrape at a time: each one updates the shared registry, then renders it.
+  let scraping: Promise<unknown> = Promise.resolve();
+  const scrape = (): Promise<string> => {
+    const next = scraping.catch(() => undefined).then(readMetrics);
+    scraping = next;
+    return next;
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
@@ -129,7 +152,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       const view = await fleetView();
       send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ ...view, html: renderFleetFragments(view) }));
     } else if (path === '/metrics') {
-      send(res, 200, metricsContentType, renderMetrics(await fleetView()));
+      send(res, 200, metrics.contentType, await scrape());
     } else {
       send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
     }
