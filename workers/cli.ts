@@ -1,4 +1,4 @@
-import { main as domainMain, type CommandRegistry } from '../src/cli/main.ts';
+import { main as domainMain, type CliIo, type CommandRegistry } from '../src/cli/main.ts';
 
 /** The queue-facing commands; the rest are in src/cli/main.ts. */
 const queueCommands: CommandRegistry = {
@@ -10,6 +10,6 @@ const queueCommands: CommandRegistry = {
   dashboard: () => import('./commands/dashboard.ts'),
 };
 
-export function main(argv: readonly string[]): Promise<number> {
-  return domainMain(argv, queueCommands);
+export function main(argv: readonly string[], io?: CliIo): Promise<number> {
+  return domainMain(argv, queueCommands, io);
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../src/log.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
 import { spoolHost } from '../src/backup/spool.ts';
 import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult } from '../src/fleet/backup-job.ts';
-import { FleetLease, holderIdentity } from '../src/locks/fleet-lease.ts';
+import { fleetLeaseFor, holderIdentity } from '../src/locks/fleet-lease.ts';
 import { Watchdog } from '../src/locks/watchdog.ts';
 import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
@@ -46,13 +46,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   const connection = workerConnection(config.redis.url);
   connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting'));
   const holderId = holderIdentity(spoolHost());
-  const lease = new FleetLease(connection, {
-    prefix: config.redis.prefix,
-    maxConcurrent: config.quiesce.maxConcurrent,
-    leaseMs: config.quiesce.leaseSeconds * 1000,
-    holderId,
-    logger,
-  });
+  const lease = fleetLeaseFor(config, connection, { holderId, logger });
   const state = new FleetState(connection, config.redis.prefix);
   // notify.webhook: failure/recovery from each job, stale alerts from a timer (deduplicated in Redis).
   const notifier = createNotifier(config, connection, logger);

@@ -3,7 +3,7 @@ import type { Executor } from '../executors/executor.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor, type Manifest } from './manifest.ts';
-import { noGuard, type ProgressListener, type QuiesceGuard } from './progress.ts';
+import type { ProgressListener } from './progress.ts';
 import { quiesceAndDump } from './quiesce-step.ts';
 import { removeSupersededSpools } from './spool.ts';
 import { uploadSpool, uploadWhileQuiesced } from './upload-step.ts';
@@ -15,7 +15,6 @@ export interface BackupInput {
   readonly store: ObjectStore;
   readonly logger: Logger;
   readonly signal?: AbortSignal;
-  readonly guard?: QuiesceGuard;
   readonly onProgress?: ProgressListener;
   /** Defaults to now. */
   readonly id?: string;
@@ -43,7 +42,7 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     executor: input.executor,
     id,
     logger: logger.child({ step: 'quiesce' }),
-    guard: input.guard ?? noGuard,
+    lease: null,
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
     whileQuiesced: uploadWhileQuiesced(upload),

@@ -46,16 +46,27 @@ function defaultConfigPath(): string {
   return process.env['VCSA_BACKUP_CONFIG'] ?? 'fleet.yaml';
 }
 
-export async function main(argv: readonly string[], extraCommands: CommandRegistry = {}): Promise<number> {
+/** Where a command's output goes: the process's streams, or a test's buffers (runCliInProcess). */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+const processIo: CliIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+export async function main(argv: readonly string[], extraCommands: CommandRegistry = {}, io: CliIo = processIo): Promise<number> {
   const commands: CommandRegistry = { ...domainCommands, ...extraCommands };
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stderr.write(`${usage(commands)}\n`);
+    io.stderr(`${usage(commands)}\n`);
     return name === undefined ? exitCodes.badInput : exitCodes.ok;
   }
   const loader = commands[name];
   if (!loader) {
-    process.stderr.write(`vcsa-backup: unknown command "${name}"\n\n${usage(commands)}\n`);
+    io.stderr(`vcsa-backup: unknown command "${name}"\n\n${usage(commands)}\n`);
     return exitCodes.badInput;
   }
   const { command } = await loader();
@@ -64,11 +75,11 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
   try {
     parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: false, strict: true });
   } catch (err) {
-    return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json);
+    return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json, io);
   }
   const values = parsed.values;
   if (values['help'] === true) {
-    process.stdout.write(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
+    io.stdout(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
     return exitCodes.ok;
   }
   const logger = createLogger({ level: typeof values['log-level'] === 'string' ? values['log-level'] : process.env['LOG_LEVEL'] ?? command.defaultLogLevel ?? 'info' }).child({ command: command.name });
@@ -95,7 +106,7 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
     json: values['json'] === true,
     logger,
     signal: controller.signal,
-    tty: process.stderr.isTTY === true,
+    tty: io === processIo && process.stderr.isTTY === true,
     config() {
       if (config) return config;
       const path = typeof values['config'] === 'string' ? values['config'] : defaultConfigPath();
@@ -105,26 +116,26 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
       config = loadConfig(path);
       return config;
     },
-    out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
-    say: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+    out: (text) => void io.stdout(text.endsWith('\n') ? text : `${text}\n`),
+    say: (text) => void io.stderr(text.endsWith('\n') ? text : `${text}\n`),
   };
   try {
     return await command.run(ctx);
   } catch (err) {
     if (!(err instanceof UsageError || err instanceof ConfigError)) logger.error({ err }, 'command failed');
-    return reportError(err, ctx.json);
+    return reportError(err, ctx.json, io);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
 }
 
-function reportError(err: unknown, json: boolean): number {
+function reportError(err: unknown, json: boolean, io: CliIo): number {
   const bad = err instanceof UsageError || err instanceof ConfigError;
   const code = err instanceof UsageError ? 'USAGE' : errorCode(err);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ error: { code, message: errorMessage(err) } })}\n`);
+    io.stdout(`${JSON.stringify({ error: { code, message: errorMessage(err) } })}\n`);
   }
-  process.stderr.write(`vcsa-backup: ${errorMessage(err)}\n`);
+  io.stderr(`vcsa-backup: ${errorMessage(err)}\n`);
   return bad ? exitCodes.badInput : exitCodes.failed;
 }

@@ -9,9 +9,18 @@ import { bindProfile, type ResolvedProfile, unknownPlaceholders, resolveVariable
 import { AgeIdentities, recipientProblem } from '../crypto/age-keys.ts';
 import { configSchema, type ParsedConfig } from './schema.ts';
 import { resolveSecret, type Secret, type SecretRef } from './secret.ts';
+import {
+  nativeProfileName,
+  resolveNativeApi,
+  resolveNativeOptions,
+  resolveReceiver,
+  type NativeApiSettings,
+  type NativeReceiverSettings,
+  type NativeTargetOptions,
+} from '../native/settings.ts';
 
 type ParsedTarget = ParsedConfig['targets'][number];
-type ParsedExecutor = ParsedTarget['executor'];
+type ParsedExecutor = NonNullable<ParsedTarget['executor']>;
 type Sshless<T> = T extends { type: 'ssh' } ? never : T;
 
 export interface SshExecutorConfig extends Omit<Extract<ParsedExecutor, { type: 'ssh' }>, 'privateKey' | 'passphrase' | 'password'> {
@@ -19,10 +28,13 @@ export interface SshExecutorConfig extends Omit<Extract<ParsedExecutor, { type: 
   readonly passphrase?: Secret;
   readonly password?: Secret;
 }
-export type ExecutorSettings = Sshless<ParsedExecutor> | SshExecutorConfig;
+/** Shell executors, and the vcsa-native profile's REST API (which runs no commands). */
+export type ExecutorSettings = Sshless<ParsedExecutor> | SshExecutorConfig | NativeApiSettings;
 
-export interface TargetConfig extends Omit<ParsedTarget, 'executor' | 'timeouts'> {
+export interface TargetConfig extends Omit<ParsedTarget, 'executor' | 'timeouts' | 'api' | 'native'> {
   readonly executor: ExecutorSettings;
+  /** vcsa-native targets only. */
+  readonly native?: NativeTargetOptions;
   readonly profile: string;
   readonly boundProfile: ResolvedProfile;
   readonly timeouts: { readonly serviceSeconds: number; readonly dumpSeconds: number; readonly restoreSeconds: number };
@@ -45,7 +57,12 @@ export interface EncryptionConfig {
   readonly identities: AgeIdentities;
 }
 
-export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption'> {
+export interface NativeConfig extends Omit<ParsedConfig['native'], 'backupPassword' | 'receiver'> {
+  readonly receiver: NativeReceiverSettings;
+}
+
+export interface Config extends Omit<ParsedConfig, 'targets' | 's3' | 'encryption' | 'native'> {
+  readonly native: NativeConfig;
   readonly s3: S3Config;
   readonly encryption?: EncryptionConfig;
   readonly targets: readonly TargetConfig[];
@@ -176,8 +193,21 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
     } catch (err) {
       issues.push(`${at}.variables: ${(err as Error).message}`);
     }
-    let executor: ExecutorSettings;
-    if (t.executor.type === 'ssh') {
+    let executor: ExecutorSettings | undefined;
+    let native: NativeTargetOptions | undefined;
+    if (profile.name === nativeProfileName) {
+      if (t.executor) issues.push(`${at}.executor: the ${nativeProfileName} profile talks to the appliance's REST API; remove executor and set api: { url, user, password }`);
+      if (!t.api) issues.push(`${at}.api: required by the ${nativeProfileName} profile; set api: { url: https://…, user, password: { env: NAME } }`);
+      else executor = resolveNativeApi(t.api, at, secret, issues);
+      native = resolveNativeOptions(parsed.native, t.native, at, secret, issues);
+    } else if (t.api || t.native) {
+      issues.push(`${at}.${t.api ? 'api' : 'native'}: only the ${nativeProfileName} profile uses it; remove it or set profile: ${nativeProfileName}`);
+    }
+    if (profile.name === nativeProfileName) {
+      // resolved above
+    } else if (!t.executor) {
+      issues.push(`${at}.executor: required; e.g. executor: { type: ssh, host: …, hostKey: "SHA256:…" }`);
+    } else if (t.executor.type === 'ssh') {
       const e = t.executor;
       if (!e.hostKey && !e.knownHosts) {
         issues.push(`${at}.executor.hostKey: required (or knownHosts); pin the appliance's key, e.g. "SHA256:…" from \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the appliance`);
@@ -193,11 +223,12 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
     } else {
       executor = t.executor;
     }
-    if (bound) {
-      const { timeouts, ...rest } = t;
+    if (bound && executor) {
+      const { timeouts, api: _api, native: _native, ...rest } = t;
       targets.push({
         ...rest,
         executor,
+        ...(native ? { native } : {}),
         boundProfile: bound,
         timeouts: {
           serviceSeconds: timeouts?.serviceSeconds ?? 300,
@@ -216,6 +247,8 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
   const sk = secret(secretAccessKey, 's3.secretAccessKey');
   const st = secret(sessionToken, 's3.sessionToken');
   const encryption = encryptionConfig(parsed.encryption, secret, issues, env);
+  const { backupPassword: _nativePasswordRef, receiver: rawReceiver, ...nativeRest } = parsed.native;
+  const receiver = resolveReceiver(rawReceiver, issues, targets.some((t) => t.executor.type === 'vcsa-api'));
   if (encryption && parsed.verify.afterBackup && encryption.recipients.length > 0 && encryption.identities.configured === 0) {
     issues.push(
       'verify.afterBackup: the drill decrypts each new backup, but backups are encrypted to encryption.recipients and encryption.identities is empty; ' +
@@ -226,9 +259,10 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
 
   // REDIS_URL, when set, wins over the file: one switch for every command (DESIGN §6).
   const redisUrl = env['REDIS_URL'];
-  const { encryption: _encryptionRefs, ...rest } = parsed;
+  const { encryption: _encryptionRefs, native: _nativeRefs, ...rest } = parsed;
   return {
     ...rest,
+    native: { ...nativeRest, receiver },
     ...(encryption ? { encryption } : {}),
     redis: { ...parsed.redis, ...(redisUrl ? { url: redisUrl } : {}) },
     s3: { ...s3rest, ...(ak ? { accessKeyId: ak } : {}), ...(sk ? { secretAccessKey: sk } : {}), ...(st ? { sessionToken: st } : {}) },

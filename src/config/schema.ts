@@ -72,10 +72,42 @@ const timeoutsSchema = z.strictObject({
   restoreSeconds: seconds.default(3 * 3600),
 });
 
+/**
+ * The vcsa-native profile's executor: the appliance's REST API (src/native/). TLS: `ca` (PEM file
+ * path or inline PEM) or `fingerprint` (sha256 of the certificate, "AB:CD:…" as vSphere shows it);
+ * neither: the system's trust store.
+ */
+const nativeApiSchema = z.strictObject({
+  url: z.url().regex(/^https:\/\//, 'use https://; the appliance API is HTTPS only'),
+  user: z.string().min(1).default('administrator@vsphere.local'),
+  password: secretRef,
+  tls: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      fingerprint: z
+        .string()
+        .regex(/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/, 'expected the certificate\'s sha256 as 32 hex pairs separated by ":" (`openssl x509 -noout -fingerprint -sha256`)')
+        .optional(),
+    })
+    .optional(),
+  requestTimeoutSeconds: seconds.default(60),
+});
+
+/** Per-target overrides of the native section. */
+const targetNativeSchema = z.strictObject({
+  /** Optional parts besides `common` (always taken): e.g. ["seat"] (statistics, events, tasks). */
+  parts: z.array(z.string().min(1)).optional(),
+  /** Encrypts the appliance's archive (VMware's rules: 8–20 characters, upper, lower, digit, special). */
+  backupPassword: secretRef.optional(),
+});
+
 const targetSchema = z.strictObject({
   name: targetName,
   profile: z.string().min(1),
-  executor: executorSchema,
+  /** Required by shell profiles; vcsa-native targets have `api` instead. */
+  executor: executorSchema.optional(),
+  api: nativeApiSchema.optional(),
+  native: targetNativeSchema.optional(),
   /** Overrides of the profile's variables (binary paths, config files, service command). */
   variables: z.record(z.string(), z.string()).default({}),
   schedule: scheduleSchema.optional(),
@@ -120,7 +152,8 @@ export const configSchema = z.strictObject({
      * "when-supported" is the SDK default and fine on AWS.
      */
     checksums: z.enum(['when-required', 'when-supported']).optional(),
-    partSizeMiB: z.number().int().min(5).max(5120).default(16),
+    /** 8 MiB: AWS and the small S3-compatible servers (the embedded one takes bodies up to ~11 MiB) all accept it. */
+    partSizeMiB: z.number().int().min(5).max(5120).default(8),
     queueSize: z.number().int().min(1).max(32).default(4),
     /** "download" re-reads each object and compares sha256; "head" compares size and the sha256 we stored in the object's metadata (weaker: that metadata is what we sent, not a hash of the stored bytes). */
     verify: z.enum(['download', 'head']).default('download'),
@@ -145,6 +178,31 @@ export const configSchema = z.strictObject({
       /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
       enabled: z.boolean().default(true),
       /** How long a job waits for a fleet slot before it is retried later. */
+      waitSeconds: seconds.default(6 * 3600),
+    })
+    .prefault({}),
+  /** The vcsa-native profile: appliance file-based backups pushed to a per-job SFTP receiver (docs/native.md). */
+  native: z
+    .strictObject({
+      /** Native jobs running at once, fleet-wide (a lease pool of its own: no services stop, but appliances and receivers carry load). */
+      maxConcurrent: z.number().int().min(1).default(2),
+      leaseSeconds: seconds.default(30),
+      receiver: z
+        .strictObject({
+          /** host:port the per-job SFTP server binds; port 0 (default) gives every job its own port. */
+          listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:0').default('0.0.0.0:0'),
+          /** host[:port] the appliance connects to; without a port, the port bound for the job. Default: the listen host unless it is 0.0.0.0. */
+          advertise: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s/]+)(:\d{1,5})?$/, 'expected host or host:port the appliances can reach').optional(),
+        })
+        .prefault({}),
+      /** Optional parts besides `common`, for every native target (targets[].native.parts overrides). */
+      parts: z.array(z.string().min(1)).default([]),
+      backupPassword: secretRef.optional(),
+      /** How often a running appliance job is polled. */
+      pollSeconds: seconds.default(5),
+      /** A job not finished by then is cancelled on the appliance and fails (retryable). */
+      jobTimeoutSeconds: seconds.default(4 * 3600),
+      /** How long a job waits for a native slot before it is retried later. */
       waitSeconds: seconds.default(6 * 3600),
     })
     .prefault({}),

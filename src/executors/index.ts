@@ -1,3 +1,4 @@
+import { BackupError } from '../errors.ts';
 import type { ExecutorSettings } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { DockerExecutor } from './docker.ts';
@@ -14,5 +15,12 @@ export function createExecutor(settings: ExecutorSettings, logger: Logger): Exec
       return new SshExecutor(settings, logger);
     case 'docker':
       return new DockerExecutor(settings, logger);
+    case 'vcsa-api':
+      // The appliance's REST API runs no shell commands: its jobs go through src/native/.
+      throw new BackupError(
+        'NATIVE_NO_SHELL',
+        `${settings.url} is a vcsa-native target: it has no shell executor. Back it up with \`backup\`/\`run\` (the appliance's own file-based backup) and restore it with \`restore-stage\``,
+        { permanent: true },
+      );
   }
 }

@@ -8,11 +8,10 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor } from '../backup/manifest.ts';
 import type { ProgressEvent } from '../backup/progress.ts';
 import { quiesceAndDump } from '../backup/quiesce-step.ts';
-import { servicesNotRunning } from '../backup/services.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadSpool, uploadWhileQuiesced, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
-import { acquireTargetLock } from '../locks/target-lock.ts';
+import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 import { RunRecorder, type RunStep } from '../state/run-history.ts';
@@ -87,11 +86,11 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     prefix: config.redis.prefix,
     target: target.name,
     holder: lease.holderId,
-    // Short enough that a killed worker's lock is gone by the time its job is retried.
-    ttlMs: Math.max(4000, config.quiesce.leaseSeconds * 2000),
+    ttlMs: targetLockTtlMs(config),
     logger,
     purpose: 'backup',
-    waitMs: Math.max(10_000, config.quiesce.leaseSeconds * 4000),
+    // Twice the TTL: a killed worker's lock has expired by then.
+    waitMs: 2 * targetLockTtlMs(config),
     signal,
   });
   try {
@@ -189,44 +188,17 @@ async function quiesceWithLease(
   const { config, lease } = deps;
   const executor = deps.makeExecutor(target);
   try {
-    progress({ target: target.name, step: 'precheck' });
-    const handle = await lease.acquire(target.name, {
-      waitMs: config.quiesce.waitSeconds * 1000,
+    return await quiesceAndDump({
+      config,
+      target,
+      executor,
+      lease,
+      id: backupIdFor(new Date()),
+      logger: logger.child({ step: 'quiesce' }),
       signal,
-      onWaiting: (holders) => logger.info({ holders: holders.map((h) => h.target) }, 'waiting for a fleet quiesce slot'),
+      onProgress: progress,
+      whileQuiesced: uploadWhileQuiesced({ config, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }),
     });
-    logger.info({ token: handle.token }, 'fleet quiesce lease acquired');
-    const release = (): Promise<void> => handle.release().catch((err: unknown) => logger.warn({ err }, 'lease release failed; it expires and the watchdog frees it'));
-    let spool: SpoolRecord;
-    try {
-      spool = await quiesceAndDump({
-        config,
-        target,
-        executor,
-        id: backupIdFor(new Date()),
-        logger: logger.child({ step: 'quiesce' }),
-        guard: handle.guard,
-        signal,
-        onProgress: progress,
-        whileQuiesced: uploadWhileQuiesced({ config, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }),
-      });
-    } catch (err) {
-      // Free the slot only with the services confirmed running; otherwise let the lease expire
-      // so the watchdog restarts them first (invariant 2).
-      const down = config.quiesce.enabled
-        ? await servicesNotRunning({ executor, services: target.boundProfile.services, timeoutMs: target.timeouts.serviceSeconds * 1000, logger }).catch(() => null)
-        : [];
-      if (down?.length === 0) {
-        await release();
-      } else {
-        logger.error({ down }, 'services not confirmed running; leaving the fleet slot to the watchdog');
-        handle.abandon();
-      }
-      throw err;
-    }
-    // quiesceAndDump returns only once the services are confirmed running.
-    await release();
-    return spool;
   } finally {
     await executor.close().catch(() => undefined);
   }

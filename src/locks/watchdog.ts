@@ -1,7 +1,7 @@
 import type { Config } from '../config/load.ts';
-import { startServices } from '../backup/services.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { Logger } from '../log.ts';
+import { startAndConfirm } from '../quiesce/with-quiesced-appliance.ts';
 import type { FleetLease, LeaseEntry } from './fleet-lease.ts';
 
 export interface WatchdogOptions {
@@ -76,7 +76,7 @@ export class Watchdog {
     log.warn('watchdog: fleet lease expired while the appliance may be quiesced; starting its services');
     const executor = this.#options.makeExecutor(target);
     try {
-      await startServices({ executor, services: [...target.boundProfile.services].reverse(), timeoutMs: target.timeouts.serviceSeconds * 1000, logger: log });
+      await startAndConfirm({ target, executor, logger: log });
       const freed = await lease.freeRescued(entry, rescuerId);
       log.warn({ freed }, 'watchdog: services confirmed running; fleet slot freed');
       return freed;

@@ -1,21 +1,21 @@
 import { createReadStream } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { servicesNotRunning, stopServices, type StartServices } from '../backup/services.ts';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
 import type { Config, TargetConfig } from '../config/load.ts';
 import { decryptionKeys } from '../crypto/key-ring.ts';
-import { BackupError, combineErrors, errorCode, errorMessage } from '../errors.ts';
+import { BackupError, errorCode, errorMessage } from '../errors.ts';
 import type { Executor } from '../executors/executor.ts';
-import { FleetLease, holderIdentity, type LeaseHandle } from '../locks/fleet-lease.ts';
-import { acquireTargetLock, type TargetLock } from '../locks/target-lock.ts';
+import { fleetLeaseFor, holderIdentity, type FleetLease } from '../locks/fleet-lease.ts';
+import { acquireTargetLock, targetLockTtlMs, type TargetLock } from '../locks/target-lock.ts';
 import type { Logger } from '../log.ts';
 import type { DumpSpec } from '../profiles/profile.ts';
 import { restoreCommand, shellQuote } from '../profiles/render.ts';
+import { withQuiescedAppliance } from '../quiesce/with-quiesced-appliance.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { fetchArtifacts, type FetchedArtifact } from './fetch-artifacts.ts';
 import { createWorkDir } from './work-dir.ts';
 
-export type RestoreStep = 'find' | 'download' | 'lock' | 'lease' | 'stop' | 'copy' | 'restore' | 'start' | 'done';
+export type RestoreStep = 'find' | 'download' | 'lock' | 'precheck' | 'lease' | 'stop' | 'copy' | 'restore' | 'start' | 'done';
 
 export interface RestoreProgress {
   readonly step: RestoreStep;
@@ -77,14 +77,15 @@ function planDumps(entry: CatalogEntry, target: TargetConfig): { artifactName: s
 
 /**
  * Restores one backup onto an appliance:
- *   find → download and check every artifact (nothing touched yet) → target lock → fleet lease
- *   → stop services → for each dump: copy it onto the appliance, run the profile's restore
- *   command, remove the copy → start services and confirm (always) → free lease and lock.
+ *   find → download and check every artifact (nothing touched yet) → target lock → precheck
+ *   → fleet lease → stop services → for each dump: copy it onto the appliance, run the
+ *   profile's restore command, remove the copy → start services and confirm (always) → free
+ *   the lease (or leave it to the watchdog when the services are not confirmed) and the lock.
  * A failure part way names what was restored and what was not; the services are started again
  * in every case.
  */
 export async function restoreBackup(input: RestoreInput): Promise<RestoreOutcome> {
-  const { config, target, store, executor, redis, signal } = input;
+  const { config, target, store, redis, signal } = input;
   const started = Date.now();
   const emit = input.onProgress ?? (() => undefined);
   const holder = input.holderId ?? holderIdentity('restore');
@@ -104,28 +105,18 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreOutcome
     });
     logger.info({ artifacts: fetched.map((f) => ({ name: f.artifact.name, rawBytes: f.rawBytes })) }, 'downloaded and checked every artifact');
 
-    const serviceTimeoutMs = target.timeouts.serviceSeconds * 1000;
-    // Reach the appliance before taking locks or stopping anything.
-    await executor.run('true', { timeoutMs: serviceTimeoutMs, ...(signal ? { signal } : {}) });
-
     emit({ step: 'lock' });
     const lock: TargetLock = await acquireTargetLock(redis, {
       prefix: config.redis.prefix,
       target: target.name,
       holder,
-      ttlMs: Math.max(30_000, config.quiesce.leaseSeconds * 1000),
+      ttlMs: targetLockTtlMs(config),
       logger,
       purpose: 'restore',
     });
     try {
-      emit({ step: 'lease' });
-      const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, holderId: holder, logger });
-      const handle = await lease.acquire(target.name, {
-        waitMs: config.quiesce.waitSeconds * 1000,
-        ...(signal ? { signal } : {}),
-        onWaiting: (holders) => logger.info({ holders: holders.map((h) => h.target) }, 'waiting for a fleet quiesce slot'),
-      });
-      const { restored, downtimeMs } = await restoreWhileQuiesced({ input, entry, plan, fetched, handle, logger, serviceTimeoutMs, emit });
+      const lease = fleetLeaseFor(config, redis, { holderId: holder, logger });
+      const { restored, downtimeMs } = await restoreWhileQuiesced({ input, entry, plan, fetched, lease, logger, emit });
       emit({ step: 'done' });
       logger.info({ restored, downtimeMs }, 'restore complete');
       return { source: input.source, target: target.name, id: entry.id, manifestKey: entry.manifestKey, restored, downtimeMs, ms: Date.now() - started };
@@ -137,105 +128,92 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreOutcome
   }
 }
 
+/**
+ * The stop → restore every dump → start section, in `withQuiescedAppliance` (precheck, fleet
+ * lease, stop, start and confirm, release or abandon to the watchdog). A failure names what was
+ * restored, what was not, and whether the services run again.
+ */
 async function restoreWhileQuiesced(args: {
   input: RestoreInput;
   entry: CatalogEntry;
   plan: { artifactName: string; dump: DumpSpec }[];
   fetched: FetchedArtifact[];
-  handle: LeaseHandle;
+  lease: FleetLease;
   logger: Logger;
-  serviceTimeoutMs: number;
   emit: (e: RestoreProgress) => void;
 }): Promise<{ restored: string[]; downtimeMs: number }> {
-  const { input, entry, plan, fetched, handle, logger, serviceTimeoutMs, emit } = args;
-  const { target, executor, signal } = input;
+  const { input, entry, plan, fetched, lease, logger, emit } = args;
+  const { config, target, executor, signal } = input;
   const profile = target.boundProfile;
+  const serviceTimeoutMs = target.timeouts.serviceSeconds * 1000;
   const tmpDir = profile.variables['APPLIANCE_TMP'] ?? '/tmp';
   const restored: string[] = [];
   let failedAt = null as { name: string; error: unknown } | null;
+  let down: string[] | null = [];
+  const startedAt = Date.now();
 
-  await handle.guard.assertHeld('stop');
-  emit({ step: 'stop' });
-  const stoppedAt = Date.now();
-  let startServices: StartServices | null = null;
-  let failure: unknown;
   try {
-    startServices = profile.services.length > 0 ? await stopServices({ executor, services: profile.services, timeoutMs: serviceTimeoutMs, logger }, signal) : null;
-    for (const { artifactName, dump } of plan) {
-      const file = fetched.find((f) => f.artifact.name === artifactName);
-      if (!file) throw new Error(`unreachable: ${artifactName} was not downloaded`);
-      try {
-        await assertLease(handle, artifactName);
-        signal?.throwIfAborted();
-        const remote = `${tmpDir}/vcsa-restore-${entry.id}-${dump.file}`;
-        emit({ step: 'copy', artifact: artifactName, bytes: 0, totalBytes: file.rawBytes });
-        try {
-          await executor.run(`mkdir -p ${shellQuote(tmpDir)} && umask 077 && cat > ${shellQuote(remote)}`, {
-            stdin: createReadStream(file.path),
-            timeoutMs: target.timeouts.restoreSeconds * 1000,
-            ...(signal ? { signal } : {}),
-          });
-          emit({ step: 'restore', artifact: artifactName });
-          logger.info({ artifact: artifactName, remote }, 'restoring');
-          await executor.run(restoreCommand(dump, remote), { timeoutMs: target.timeouts.restoreSeconds * 1000, ...(signal ? { signal } : {}) });
-        } finally {
-          // The dump holds the whole database: never leave it in the appliance's scratch space.
-          await executor.run(`rm -f ${shellQuote(remote)}`, { timeoutMs: serviceTimeoutMs }).catch((err: unknown) => logger.warn({ err, remote }, 'could not remove the copied dump from the appliance'));
+    const { window } = await withQuiescedAppliance(
+      {
+        lease,
+        target,
+        executor,
+        logger,
+        signal,
+        waitMs: config.quiesce.waitSeconds * 1000,
+        onPhase: (phase) => emit({ step: phase }),
+        onServicesAfterFailure: (d) => (down = d),
+      },
+      async ({ guard }) => {
+        for (const { artifactName, dump } of plan) {
+          const file = fetched.find((f) => f.artifact.name === artifactName);
+          if (!file) throw new Error(`unreachable: ${artifactName} was not downloaded`);
+          try {
+            await guard.assertHeld(`restore ${artifactName}`);
+            signal?.throwIfAborted();
+            const remote = `${tmpDir}/vcsa-restore-${entry.id}-${dump.file}`;
+            emit({ step: 'copy', artifact: artifactName, bytes: 0, totalBytes: file.rawBytes });
+            try {
+              await executor.run(`mkdir -p ${shellQuote(tmpDir)} && umask 077 && cat > ${shellQuote(remote)}`, {
+                stdin: createReadStream(file.path),
+                timeoutMs: target.timeouts.restoreSeconds * 1000,
+                ...(signal ? { signal } : {}),
+              });
+              emit({ step: 'restore', artifact: artifactName });
+              logger.info({ artifact: artifactName, remote }, 'restoring');
+              await executor.run(restoreCommand(dump, remote), { timeoutMs: target.timeouts.restoreSeconds * 1000, ...(signal ? { signal } : {}) });
+            } finally {
+              // The dump holds the whole database: never leave it in the appliance's scratch space.
+              await executor.run(`rm -f ${shellQuote(remote)}`, { timeoutMs: serviceTimeoutMs }).catch((err: unknown) => logger.warn({ err, remote }, 'could not remove the copied dump from the appliance'));
+            }
+            restored.push(artifactName);
+            logger.info({ artifact: artifactName }, 'restored');
+          } catch (err) {
+            failedAt = { name: artifactName, error: err };
+            throw err;
+          }
         }
-        restored.push(artifactName);
-        logger.info({ artifact: artifactName }, 'restored');
-      } catch (err) {
-        failedAt = { name: artifactName, error: err };
-        throw err;
-      }
-    }
-  } catch (err) {
-    failure = err;
-  } finally {
-    if (startServices) {
-      emit({ step: 'start' });
-      try {
-        await startServices();
-      } catch (startErr) {
-        failure = failure === undefined ? startErr : combineErrors(failure, [startErr]);
-      }
-    }
-  }
-  const downtimeMs = Date.now() - stoppedAt;
-  // The slot is freed only once the services are confirmed running (invariant 2); otherwise the
-  // lease expires and the watchdog restarts the appliance before freeing it.
-  const freeSlot = (): Promise<void> => handle.release().catch((err: unknown) => logger.warn({ err }, 'releasing the fleet lease failed; the watchdog frees it'));
-  if (failure === undefined) {
-    await freeSlot();
-    return { restored, downtimeMs };
-  }
-
-  // Ask the appliance rather than infer from the error: the message must say what is true.
-  const down = await servicesNotRunning({ executor, services: profile.services, timeoutMs: serviceTimeoutMs, logger }).catch(() => null);
-  const missing = plan.map((p) => p.artifactName).filter((name) => !restored.includes(name));
-  const notRestored = missing.map((name) => (failedAt?.name === name ? `${name} (${errorMessage(failedAt.error)})` : `${name} (not attempted)`));
-  const services =
-    profile.services.length === 0 ? 'no services to start'
-    : down === null ? 'could not check whether the services run: check the appliance'
-    : down.length === 0 ? 'services are running again'
-    : `services NOT running: ${down.join(', ')}; start them by hand`;
-  if (down !== null && down.length === 0) await freeSlot();
-  throw new BackupError(
-    'RESTORE_FAILED',
-    `restore of ${input.source}/${entry.id} onto ${target.name} failed. restored: ${restored.join(', ') || 'none'}; not restored: ${notRestored.join('; ')}. ${services}.` +
-      (failedAt ? '' : ` Cause: ${errorMessage(failure)}`),
-    {
-      cause: failure,
-      permanent: errorCode(failure) !== 'LEASE_LOST',
-      details: { restored, notRestored: missing, cause: errorCode(failure), servicesDown: down },
-    },
-  );
-}
-
-async function assertLease(handle: LeaseHandle, artifact: string): Promise<void> {
-  try {
-    await handle.guard.assertHeld('stop');
-  } catch (err) {
-    throw new BackupError('LEASE_LOST', `the fleet quiesce lease was lost before restoring ${artifact} (worker paused or cut off from Redis); stopping`, { cause: err });
+      },
+    );
+    return { restored, downtimeMs: window?.ms ?? Date.now() - startedAt };
+  } catch (failure) {
+    const missing = plan.map((p) => p.artifactName).filter((name) => !restored.includes(name));
+    const notRestored = missing.map((name) => (failedAt?.name === name ? `${name} (${errorMessage(failedAt.error)})` : `${name} (not attempted)`));
+    const servicesDown = down as string[] | null;
+    const services =
+      profile.services.length === 0 ? 'no services to start'
+      : servicesDown === null ? 'could not check whether the services run: check the appliance'
+      : servicesDown.length === 0 ? 'services are running again'
+      : `services NOT running: ${servicesDown.join(', ')}; start them by hand`;
+    throw new BackupError(
+      'RESTORE_FAILED',
+      `restore of ${input.source}/${entry.id} onto ${target.name} failed. restored: ${restored.join(', ') || 'none'}; not restored: ${notRestored.join('; ')}. ${services}.` +
+        (failedAt ? '' : ` Cause: ${errorMessage(failure)}`),
+      {
+        cause: failure,
+        permanent: errorCode(failure) !== 'LEASE_LOST',
+        details: { restored, notRestored: missing, cause: errorCode(failure), servicesDown },
+      },
+    );
   }
 }

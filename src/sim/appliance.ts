@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { BackupError, combineErrors, errorMessage } from '../errors.ts';
 import { targetNamePattern } from '../config/schema.ts';
 import { shellQuote } from '../profiles/render.ts';
+import { fillVcdb } from './vcdb-data.ts';
 import { databaseUrl, defaultPgBin, defaultPgUrl, parsePgUrl, psql, quoteIdent, type PgServer } from './postgres.ts';
 
 /** The two services of a VCSA 5.5, in the order the backup procedure stops them. */
@@ -33,6 +34,11 @@ export interface SimApplianceOptions {
   readonly ownerPid?: number | null;
   /** How often vpxd writes an event and the inventory service syncs (default 40 ms). */
   readonly tickMs?: number;
+  /**
+   * Grow the VCDB to about this many MiB of vCenter-shaped data (statistics, events, tasks)
+   * before the services start (default 0: the few rows the demo needs). See vcdb-data.ts.
+   */
+  readonly vcdbMb?: number;
   /** Start both services before returning, like a booted appliance (default true). */
   readonly start?: boolean;
 }
@@ -183,6 +189,7 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
     }
     await psql(vcdbUrl, vcdbSchema, { pgBin });
     await psql(inventoryUrl, inventorySchema, { pgBin });
+    if (options.vcdbMb) await fillVcdb(vcdbUrl, { mb: options.vcdbMb, owner: simDbUser, pgBin });
 
     const envFile = join(root, 'etc', 'vcsa-sim', 'appliance.env');
     const env: Record<string, string> = {

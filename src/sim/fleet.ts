@@ -25,6 +25,8 @@ export interface SimFleetOptions {
   /** See SimApplianceOptions.ownerPid. */
   readonly ownerPid?: number | null;
   readonly tickMs?: number;
+  /** Each appliance's VCDB holds about this many MiB of vCenter-shaped data (default: small). */
+  readonly vcdbMb?: number;
 }
 
 /** sim.json (DESIGN §6). */
@@ -99,6 +101,7 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
           ...(options.pgBin ? { pgBin: options.pgBin } : {}),
           ...(options.ownerPid !== undefined ? { ownerPid: options.ownerPid } : {}),
           ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+          ...(options.vcdbMb ? { vcdbMb: options.vcdbMb } : {}),
         }),
       ),
     );

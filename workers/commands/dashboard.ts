@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../src/abort.ts';
 import { exitCodes, intOption, stringOption, type CliCommand } from '../../src/cli/command.ts';
 import { startDashboard } from '../dashboard.ts';
 
@@ -17,7 +17,7 @@ export const command: CliCommand = {
     const dashboard = await startDashboard({ config, logger: ctx.logger, host, port });
     ctx.say(`dashboard: ${dashboard.url} (queues at ${dashboard.url}queues/, metrics at ${dashboard.url}metrics)`);
     if (ctx.json) ctx.out(JSON.stringify({ url: dashboard.url }));
-    if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+    await untilAborted(ctx.signal);
     await dashboard.close();
     return exitCodes.ok;
   },

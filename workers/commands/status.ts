@@ -1,6 +1,6 @@
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
 import { formatBytes, formatDuration } from '../../src/cli/progress.ts';
-import { FleetLease } from '../../src/locks/fleet-lease.ts';
+import { fleetLeaseFor } from '../../src/locks/fleet-lease.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { nextRuns } from '../producer.ts';
 import { openClient } from '../redis.ts';
@@ -15,7 +15,7 @@ export const command: CliCommand = {
     const redis = await openClient(config.redis.url);
     try {
       const state = new FleetState(redis, config.redis.prefix);
-      const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger: ctx.logger });
+      const lease = fleetLeaseFor(config, redis, { logger: ctx.logger });
       const [states, holders, next] = await Promise.all([state.all(config.targets.map((t) => t.name)), lease.holders(), nextRuns(config, redis)]);
       const now = Date.now();
       const targets = states.map((s) => ({

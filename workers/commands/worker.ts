@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../src/abort.ts';
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
 import { createExecutor } from '../../src/executors/index.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
@@ -22,7 +22,7 @@ export const command: CliCommand = {
       makeExecutor: (target) => createExecutor(target.executor, ctx.logger.child({ target: target.name })),
       afterBackup: afterBackupTasks(config, store),
     });
-    if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+    await untilAborted(ctx.signal);
     await worker.close();
     store.close();
     return exitCodes.ok;
