@@ -66,6 +66,11 @@ export function sizeHistoryKey(prefix: string, target: string): string {
 
 const sizeHistoryLength = 100;
 
+/** Per target: backup id → its last verification (LastVerify JSON). */
+export function verifyHistoryKey(prefix: string, target: string): string {
+  return `${prefix}:verifies:${target}`;
+}
+
 function json<T>(raw: string | undefined): T | null {
   if (raw === undefined || raw === '') return null;
   try {
@@ -129,7 +134,24 @@ export class FleetState {
   }
 
   async recordVerify(target: string, verify: LastVerify): Promise<void> {
-    await this.#redis.hset(this.#key(target), 'lastVerify', JSON.stringify(verify));
+    const all = verifyHistoryKey(this.#prefix, target);
+    await this.#redis.multi().hset(this.#key(target), 'lastVerify', JSON.stringify(verify)).hset(all, verify.id, JSON.stringify(verify)).exec();
+    // A hash per target, one field per verified backup: trimmed to the newest ids when it grows.
+    if ((await this.#redis.hlen(all)) > 2 * sizeHistoryLength) {
+      const ids = (await this.#redis.hkeys(all)).sort();
+      await this.#redis.hdel(all, ...ids.slice(0, ids.length - sizeHistoryLength));
+    }
+  }
+
+  /** The last verification of each backup (by backup id) that was verified. */
+  async verifications(target: string): Promise<Map<string, LastVerify>> {
+    const h = await this.#redis.hgetall(verifyHistoryKey(this.#prefix, target));
+    const out = new Map<string, LastVerify>();
+    for (const [id, raw] of Object.entries(h)) {
+      const v = json<LastVerify>(raw);
+      if (v) out.set(id, v);
+    }
+    return out;
   }
 
   async get(target: string): Promise<TargetState> {

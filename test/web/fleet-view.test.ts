@@ -100,7 +100,7 @@ void describe('fleet view, page and metrics', () => {
   });
 
   void test('auth: token and basic, wrong ones refused, secrets from env', () => {
-    const auth = resolveDashboardAuth({ dashboard: { staleHours: 26, token: { env: 'T' }, basicAuth: { user: 'ops', password: 'pw' } } }, { T: 'tok' });
+    const auth = resolveDashboardAuth({ dashboard: { staleHours: 26, readOnly: false, token: { env: 'T' }, basicAuth: { user: 'ops', password: 'pw' } } }, { T: 'tok' });
     assert.equal(isAuthorized('Bearer tok', auth), true);
     assert.equal(isAuthorized('bearer tok', auth), true);
     assert.equal(isAuthorized('Bearer tok2', auth), false);
@@ -109,7 +109,7 @@ void describe('fleet view, page and metrics', () => {
     assert.equal(isAuthorized(`Basic ${Buffer.from('ops:pw:').toString('base64')}`, auth), false);
     assert.equal(isAuthorized(`Basic ${Buffer.from('opz:pw').toString('base64')}`, auth), false);
     assert.match(authChallenge(auth), /^Basic/);
-    assert.equal(isAuthorized(undefined, resolveDashboardAuth({ dashboard: { staleHours: 26 } }, {})), true, 'open when nothing is configured');
-    assert.throws(() => resolveDashboardAuth({ dashboard: { staleHours: 26, token: { env: 'MISSING' } } }, {}), /dashboard\.token: environment variable MISSING is not set/);
+    assert.equal(isAuthorized(undefined, resolveDashboardAuth({ dashboard: { staleHours: 26, readOnly: false } }, {})), true, 'open when nothing is configured');
+    assert.throws(() => resolveDashboardAuth({ dashboard: { staleHours: 26, readOnly: false, token: { env: 'MISSING' } } }, {}), /dashboard\.token: environment variable MISSING is not set/);
   });
 });
