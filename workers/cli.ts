@@ -6,6 +6,7 @@ const queueCommands: CommandRegistry = {
   schedule: () => import('./commands/schedule.ts'),
   run: () => import('./commands/run.ts'),
   status: () => import('./commands/status.ts'),
+  lease: () => import('./commands/lease.ts'),
   demo: () => import('./commands/demo.ts'),
   dashboard: () => import('./commands/dashboard.ts'),
 };

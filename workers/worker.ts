@@ -120,7 +120,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   );
   triggerWorker.on('error', (err) => logger.warn({ err: err.message }, 'trigger worker error'));
 
-  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId });
+  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId, notifier });
   watchdog.start();
   // Timers last, once nothing above can throw: close() is what stops them.
   const staleChecks = notifier?.startStaleChecks(config.targets.filter((t) => t.enabled).map((t) => t.name), config.notify.checkIntervalSeconds * 1000);

@@ -6,6 +6,8 @@ import type { Logger } from '../log.ts';
 import { withQuiescedAppliance } from '../quiesce/with-quiesced-appliance.ts';
 import { dumpToSpool } from './dump.ts';
 import type { ProgressListener } from './progress.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { uploadArtifacts, type UploadedArtifacts } from './upload-step.ts';
 import { createSpoolDir, spoolHost, writeSpoolRecord, type SpoolArtifact, type SpoolRecord } from './spool.ts';
 
 export interface QuiesceStepInput {
@@ -18,20 +20,26 @@ export interface QuiesceStepInput {
   readonly logger: Logger;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ProgressListener | undefined;
-  /**
-   * Runs after the dumps, while the services are still stopped (quiesce.startServicesAfter:
-   * upload, the classic script's order). Its failure does not fail the step: the services are
-   * started and the spool is kept, so the upload is retried from it without quiescing again.
-   */
-  readonly whileQuiesced?: ((spool: SpoolRecord) => Promise<void>) | undefined;
+  /** Where artifacts go when quiesce.startServicesAfter is "upload". */
+  readonly store: ObjectStore;
+}
+
+/** The spooled dumps, and with startServicesAfter: upload the artifacts uploaded in the window. */
+export interface QuiescedDump {
+  readonly spool: SpoolRecord;
+  /** null: nothing uploaded yet (the default order, or an upload in the window that failed). */
+  readonly uploaded: UploadedArtifacts | null;
 }
 
 /**
- * The backup's quiesced section: every database dumped into the spool while the appliance's
- * services are stopped (`withQuiescedAppliance` owns the lease, the stop and the start). On any
- * failure the spool directory is removed: no half-written dump survives to be uploaded.
+ * The backup's quiesced section: the work is every database dumped into the spool — then, with
+ * quiesce.startServicesAfter: upload (the classic script's order), the artifacts uploaded — while
+ * the appliance's services are stopped; `withQuiescedAppliance` owns the lease, the stop and the
+ * start. An upload that fails there does not fail the section: the services are started and the
+ * spool is kept, so the upload step retries it from the spool without quiescing again. On any
+ * other failure the spool directory is removed: no half-written dump survives to be uploaded.
  */
-export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolRecord> {
+export async function quiesceAndDump(input: QuiesceStepInput): Promise<QuiescedDump> {
   const { config, target, executor, id, logger, signal } = input;
   const profile = target.boundProfile;
   const emit = input.onProgress ?? (() => undefined);
@@ -56,7 +64,8 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
     });
     const precheckAt = Date.now();
     let startAt = 0;
-    const { result: artifacts, window } = await withQuiescedAppliance(
+    const uploadInWindow = config.quiesce.startServicesAfter === 'upload';
+    const { result, window } = await withQuiescedAppliance(
       {
         lease: input.lease,
         target,
@@ -86,26 +95,26 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<SpoolReco
           logger.info({ artifact: dump.name, bytes: artifact.rawBytes, ms: artifact.dumpMs }, 'dumped');
           artifacts.push(artifact);
         }
-        if (input.whileQuiesced) {
-          // Written first, so that a failed upload can be retried from the spool.
-          const provisional = recordFor(artifacts, null);
-          await writeSpoolRecord(provisional);
-          await guard.assertHeld('upload');
-          try {
-            await input.whileQuiesced(provisional);
-          } catch (err) {
-            if (signal?.aborted) throw err;
-            logger.warn({ err: errorMessage(err) }, 'upload with the services stopped failed; starting them, the upload is retried from the spool');
-          }
+        if (!uploadInWindow) return { artifacts, uploaded: null };
+        // Written first: if this process dies during the upload, the spool is complete.
+        const provisional = recordFor(artifacts, null);
+        await writeSpoolRecord(provisional);
+        await guard.assertHeld('upload');
+        try {
+          const uploaded = await uploadArtifacts({ config, spool: provisional, store: input.store, logger, ...(signal ? { signal } : {}), onProgress: emit });
+          return { artifacts, uploaded };
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          logger.warn({ err: errorMessage(err) }, 'upload with the services stopped failed; starting them, the upload is retried from the spool');
+          return { artifacts, uploaded: null };
         }
-        return artifacts;
       },
     );
     if (startAt > 0) timings['startMs'] = Date.now() - startAt;
-    timings['dumpMs'] = artifacts.reduce((sum, a) => sum + a.dumpMs, 0);
-    const record = recordFor(artifacts, window);
+    timings['dumpMs'] = result.artifacts.reduce((sum, a) => sum + a.dumpMs, 0);
+    const record = recordFor(result.artifacts, window);
     await writeSpoolRecord(record);
-    return record;
+    return { spool: record, uploaded: result.uploaded };
   } catch (err) {
     await spool.remove();
     throw err;

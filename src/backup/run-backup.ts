@@ -6,7 +6,7 @@ import { backupIdFor, type Manifest } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
 import { quiesceAndDump } from './quiesce-step.ts';
 import { removeSupersededSpools } from './spool.ts';
-import { uploadSpool, uploadWhileQuiesced } from './upload-step.ts';
+import { uploadSpool } from './upload-step.ts';
 
 export interface BackupInput {
   readonly config: Config;
@@ -36,7 +36,7 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
   };
-  const spool = await quiesceAndDump({
+  const { spool, uploaded } = await quiesceAndDump({
     config: input.config,
     target: input.target,
     executor: input.executor,
@@ -45,9 +45,9 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     lease: null,
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
-    whileQuiesced: uploadWhileQuiesced(upload),
+    store: input.store,
   });
-  const outcome = await uploadSpool({ ...upload, spool });
+  const outcome = await uploadSpool({ ...upload, spool, uploaded });
   // Spools of earlier runs whose upload failed (this command does not retry them) are superseded now.
   await removeSupersededSpools(input.config.spool.dir, input.target.name, outcome.manifest.id).catch(() => undefined);
   return outcome;

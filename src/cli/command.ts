@@ -32,6 +32,8 @@ export interface CliCommand {
   /** Usage line after `vcsa-backup <name>`. */
   readonly usage: string;
   readonly options: OptionSpec;
+  /** Subcommands it takes as positionals (`lease release`); commands without take none. */
+  readonly subcommands?: readonly string[];
   /** Log level when neither --log-level nor LOG_LEVEL is given (default info). */
   readonly defaultLogLevel?: string;
   run(ctx: CliContext): Promise<number>;

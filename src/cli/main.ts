@@ -73,7 +73,7 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
   const json = rest.includes('--json');
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: false, strict: true });
+    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: command.subcommands !== undefined, strict: true });
   } catch (err) {
     return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json, io);
   }

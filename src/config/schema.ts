@@ -213,7 +213,14 @@ export const configSchema = z.strictObject({
       minFreeMiB: z.number().int().min(0).default(256),
     })
     .prefault({}),
-  compression: z.strictObject({ level: z.number().int().min(1).max(9).default(6) }).prefault({}),
+  compression: z
+    .strictObject({
+      /** gzip level, 1 (fastest) to 9 (smallest). */
+      level: z.number().int().min(1).max(9).default(6),
+      /** Threads compressing in parallel (independent gzip members, one file); 0 = one per core. */
+      threads: z.number().int().min(0).max(256).default(0),
+    })
+    .prefault({}),
   /**
    * Client-side encryption of every artifact with age (docs/restore.md, "Encryption"). Absent:
    * artifacts are stored gzip only. New backups are encrypted to `recipients` (age X25519 public

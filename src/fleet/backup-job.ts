@@ -7,9 +7,9 @@ import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor } from '../backup/manifest.ts';
 import type { ProgressEvent } from '../backup/progress.ts';
-import { quiesceAndDump } from '../backup/quiesce-step.ts';
+import { quiesceAndDump, type QuiescedDump } from '../backup/quiesce-step.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
-import { uploadSpool, uploadWhileQuiesced, type UploadResult } from '../backup/upload-step.ts';
+import { uploadSpool, type UploadedArtifacts, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
@@ -68,8 +68,9 @@ export interface BackupJobResult {
 }
 
 /**
- * One queued backup: target lock → (spool from an earlier attempt, or: fleet lease → stop →
- * dump → start → release) → upload with backoff, never quiescing again while the spool exists.
+ * One queued backup: target lock → (spool from an earlier attempt, or the quiesced section:
+ * fleet lease → stop → dump [→ upload, startServicesAfter: upload] → start → release) → upload
+ * (or commit) with backoff, never quiescing again while the spool exists.
  */
 export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, signal: AbortSignal): Promise<BackupJobResult> {
   const { config, redis, lease, state } = deps;
@@ -96,6 +97,7 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
   try {
     let dumpedAgainBecause: string | undefined;
     let spool: SpoolRecord | undefined;
+    let uploaded: UploadedArtifacts | null = null;
     if (job.data.spool) {
       if (job.data.spool.host !== spoolHost()) {
         dumpedAgainBecause = `spool of backup ${job.data.spool.id} is on host ${job.data.spool.host}, not reachable from ${spoolHost()}`;
@@ -115,11 +117,11 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     }
 
     if (!spool) {
-      spool = await quiesceWithLease(deps, target, logger, signal, progress);
+      ({ spool, uploaded } = await quiesceWithLease(deps, target, logger, signal, progress));
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }
 
-    const { result, attempts } = await uploadWithRetries(deps, spool, logger, signal, progress, () => void recorded(run.mark('upload-retry')));
+    const { result, attempts } = await uploadWithRetries(deps, spool, uploaded, logger, signal, progress, () => void recorded(run.mark('upload-retry')));
     const success = {
       id: result.manifest.id,
       at: result.manifest.completedAt,
@@ -184,7 +186,7 @@ async function quiesceWithLease(
   logger: Logger,
   signal: AbortSignal,
   progress: (e: ProgressEvent) => void,
-): Promise<SpoolRecord> {
+): Promise<QuiescedDump> {
   const { config, lease } = deps;
   const executor = deps.makeExecutor(target);
   try {
@@ -197,7 +199,7 @@ async function quiesceWithLease(
       logger: logger.child({ step: 'quiesce' }),
       signal,
       onProgress: progress,
-      whileQuiesced: uploadWhileQuiesced({ config, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }),
+      store: deps.store,
     });
   } finally {
     await executor.close().catch(() => undefined);
@@ -207,6 +209,8 @@ async function quiesceWithLease(
 async function uploadWithRetries(
   deps: BackupJobDeps,
   spool: SpoolRecord,
+  /** Artifacts already uploaded in the quiesce window (startServicesAfter: upload): the first attempt only commits them. */
+  uploaded: UploadedArtifacts | null,
   logger: Logger,
   signal: AbortSignal,
   progress: (e: ProgressEvent) => void,
@@ -216,7 +220,7 @@ async function uploadWithRetries(
   const maxAttempts = config.worker.uploadAttempts;
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
+      const result = await uploadSpool({ config, spool, uploaded: attempt === 1 ? uploaded : null, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
       return { result, attempts: attempt };
     } catch (err) {
       if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || errorCode(err) === 'SPOOL_LOST') throw err;

@@ -31,6 +31,10 @@ export interface LeaseEntry {
    * running): status and the dashboard show it.
    */
   readonly abandoned?: { readonly at: number; readonly reason: string };
+  /** Watchdog attempts that could not confirm the services, the last one's error, and when to try next. */
+  readonly rescueFailures?: number;
+  readonly lastRescueError?: string;
+  readonly nextRescueAt?: number;
 }
 
 /**
@@ -102,10 +106,37 @@ if not raw then return 0 end
 local e = cjson.decode(raw)
 if e.token ~= tonumber(ARGV[2]) or e.expiresAt > now then return 0 end
 if e.rescuer and e.rescueUntil > now and e.rescuer ~= ARGV[3] then return 0 end
+if e.nextRescueAt and e.nextRescueAt > now then return 0 end
 e.rescuer = ARGV[3]
 e.rescueUntil = now + tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
 return 1`;
+
+// ARGV: target, token, rescuer, error, baseMs, capMs. A rescue that could not confirm the
+// services: drop the claim (any watchdog may try next), count the failure and back off,
+// doubling from baseMs up to capMs. Returns the failure count, 0 if the entry is not ours.
+const rescueFailedScript = `${nowMs}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.rescuer ~= ARGV[3] then return 0 end
+e.rescuer = nil
+e.rescueUntil = nil
+e.rescueFailures = (e.rescueFailures or 0) + 1
+e.lastRescueError = ARGV[4]
+e.nextRescueAt = now + math.min(tonumber(ARGV[5]) * 2 ^ (e.rescueFailures - 1), tonumber(ARGV[6]))
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
+return e.rescueFailures`;
+
+// ARGV: target, token. An operator's forced release (they checked the appliance): frees the entry
+// they were shown, whatever its state, but not one taken since. Returns the freed entry, or nil.
+const forceReleaseScript = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return nil end
+if cjson.decode(raw).token ~= tonumber(ARGV[2]) then return nil end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+return raw`;
 
 // ARGV: target, token, rescuer. Frees a slot the watchdog has made safe.
 const freeRescuedScript = `
@@ -291,6 +322,21 @@ export class FleetLease {
   /** Claims an expired entry for restarting its appliance. */
   async claimExpired(entry: LeaseEntry, rescuer: string, claimMs: number): Promise<boolean> {
     return (await this.#eval(claimScript, entry.target, entry.token, rescuer, claimMs)) === 1;
+  }
+
+  /** Records a rescue that could not confirm the services; returns the failure count (0: not ours). */
+  async rescueFailed(entry: LeaseEntry, rescuer: string, error: string, backoff: { baseMs: number; capMs: number }): Promise<number> {
+    return this.#eval(rescueFailedScript, entry.target, entry.token, rescuer, error.slice(0, 500), backoff.baseMs, backoff.capMs);
+  }
+
+  /**
+   * Frees the target's slot whatever its state: for an operator who has checked the appliance
+   * (`lease release --force`). Only the entry with this fence token: not one taken since the
+   * operator looked. Returns the entry it freed, or null.
+   */
+  async forceRelease(entry: LeaseEntry): Promise<LeaseEntry | null> {
+    const raw = await this.#redis.eval(forceReleaseScript, 3, this.#holdersKey, this.#fenceKey, this.#channel, entry.target, entry.token);
+    return typeof raw === 'string' ? (JSON.parse(raw) as LeaseEntry) : null;
   }
 
   async freeRescued(entry: LeaseEntry, rescuer: string): Promise<boolean> {

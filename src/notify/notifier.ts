@@ -5,7 +5,7 @@ import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
 import type { SizeDrop } from '../state/size-drop.ts';
-import { failureNotification, recoveryNotification, sizeDropNotification, staleNotification, type Notification } from './notification.ts';
+import { failureNotification, fleetHeldNotification, recoveryNotification, sizeDropNotification, staleNotification, type Notification } from './notification.ts';
 import { webhookSender, type NotificationSender } from './webhook.ts';
 
 /** What a backup job tells the notifier. Implementations never throw and return within their timeout. */
@@ -15,6 +15,12 @@ export interface BackupNotifier {
   backupSucceeded(target: string, success: { id: string; at: string }): Promise<void>;
   /** The new backup is much smaller than the one before (retention.minSizeRatio). */
   sizeDropped?(target: string, drop: SizeDrop): Promise<void>;
+}
+
+/** What the watchdog tells the notifier. Never throws. */
+export interface FleetHeldNotifier {
+  /** An appliance keeps the fleet slot because its services could not be confirmed running. */
+  fleetHeld(target: string, held: { at: string; message: string }): Promise<void>;
 }
 
 export interface NotifierOptions {
@@ -34,7 +40,7 @@ export interface NotifierOptions {
  * periodic stale check alert once per spell (again after a day if it goes on); and a SET NX EX
  * per target and kind rate-limits everything. Sending errors are logged, never thrown.
  */
-export class Notifier implements BackupNotifier {
+export class Notifier implements BackupNotifier, FleetHeldNotifier {
   readonly #o: NotifierOptions;
   readonly #state: FleetState;
 
@@ -70,6 +76,14 @@ export class Notifier implements BackupNotifier {
       await this.#deliver(sizeDropNotification(target, drop, new Date().toISOString()));
     } catch (err) {
       this.#o.logger.warn({ target, err: errorMessage(err) }, 'size-drop notification not sent');
+    }
+  }
+
+  async fleetHeld(target: string, held: { at: string; message: string }): Promise<void> {
+    try {
+      await this.#deliver(fleetHeldNotification(target, held));
+    } catch (err) {
+      this.#o.logger.warn({ target, err: errorMessage(err) }, 'fleet-held notification not sent');
     }
   }
 

@@ -86,16 +86,13 @@ export async function stageDatabases(input: StageInput): Promise<Staged> {
   const { executor, logger, signal } = input;
   const resolved: Resolved[] = [];
   const inPlace: StageItem[] = [];
-  const servers = new Map<string, AppliancePostgres>();
   for (const item of input.items) {
     const spec = item.dump.database;
     if (!spec) {
       inPlace.push(item);
       continue;
     }
-    const probe = new AppliancePostgres({ executor, spec, timeoutMs: input.timeoutMs, loadTimeoutMs: input.loadTimeoutMs, signal });
-    const server = servers.get(probe.serverKey) ?? probe;
-    servers.set(server.serverKey, server);
+    const server = new AppliancePostgres({ executor, spec, timeoutMs: input.timeoutMs, loadTimeoutMs: input.loadTimeoutMs, signal });
     const name = await server.resolveName();
     if (name === '') {
       inPlace.push(item);

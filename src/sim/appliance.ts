@@ -60,8 +60,8 @@ export interface SimAppliance {
   /** Admin URLs (the pgUrl's user) of the two databases. */
   readonly vcdbUrl: string;
   readonly inventoryUrl: string;
-  /** Overrides for the vcsa-5.5 profile. */
-  readonly variables: { readonly ROOT: string; readonly SERVICE: string };
+  /** Overrides for the vcsa-5.5 profile (INVSVC_DB: its inventory database is PostgreSQL, restored by swap like the VCDB). */
+  readonly variables: { readonly ROOT: string; readonly SERVICE: string; readonly INVSVC_DB: string };
   /** Runs `service <name> <action>` and returns its exit code and output (never throws on exit codes). */
   service(name: SimService, action: SimServiceAction): Promise<ServiceCommandResult>;
   serviceRunning(name: SimService): Promise<boolean>;
@@ -163,7 +163,15 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
           if (!(err instanceof BackupError && /ENOENT/.test(err.message))) problems.push(err);
         }
       }
-      for (const db of [vcdbName, inventoryDbName]) {
+      // Restores keep the databases they replaced beside them (<db>_before_<run>): those go too.
+      let derived: string[] = [];
+      try {
+        const like = (db: string): string => `datname LIKE '${db.replace(/_/g, '\\_')}\\_%'`;
+        derived = (await psql(server.url, `SELECT datname FROM pg_database WHERE ${like(vcdbName)} OR ${like(inventoryDbName)};`, { pgBin })).split('\n').filter((l) => l !== '');
+      } catch (err) {
+        problems.push(err);
+      }
+      for (const db of [vcdbName, inventoryDbName, ...derived]) {
         try {
           await psql(server.url, `DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE);`, { pgBin });
         } catch (err) {
@@ -268,7 +276,7 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
     inventoryDbName,
     vcdbUrl,
     inventoryUrl,
-    variables: { ROOT: root, SERVICE: serviceCommand },
+    variables: { ROOT: root, SERVICE: serviceCommand, INVSVC_DB: inventoryDbName },
     service,
     serviceRunning,
     async servicesRunning() {

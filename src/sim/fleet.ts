@@ -139,7 +139,7 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
         name: a.name,
         profile: 'vcsa-5.5',
         executor: { type: 'local' },
-        variables: { ROOT: a.variables.ROOT, SERVICE: a.variables.SERVICE },
+        variables: { ROOT: a.variables.ROOT, SERVICE: a.variables.SERVICE, INVSVC_DB: a.variables.INVSVC_DB },
       })),
     };
     const configPath = join(outDir, 'fleet.yaml');
