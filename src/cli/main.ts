@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../config/load.ts';
+import { checkRoleSettings } from '../config/roles.ts';
 import { BackupError, ConfigError, errorCode, errorMessage } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { exitCodes, UsageError, type CliCommand, type CliContext, type OptionSpec } from './command.ts';
@@ -73,7 +74,7 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
   const json = rest.includes('--json');
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: command.subcommands !== undefined, strict: true });
+    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: command.subcommands !== undefined, strict: true, tokens: true });
   } catch (err) {
     return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json, io);
   }
@@ -82,7 +83,13 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
     io.stdout(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
     return exitCodes.ok;
   }
-  const logger = createLogger({ level: typeof values['log-level'] === 'string' ? values['log-level'] : process.env['LOG_LEVEL'] ?? command.defaultLogLevel ?? 'info' }).child({ command: command.name });
+  const repeated = repeatedOptions(parsed.tokens ?? [], { ...globalOptions, ...command.options });
+  if (repeated.length > 0) {
+    return reportError(new UsageError(`${repeated.map((o) => `--${o}: given more than once; ${command.name} takes one`).join('\n')}\nusage: vcsa-backup ${command.name} ${command.usage}`), json, io);
+  }
+  const level = logLevel(values['log-level'], process.env['LOG_LEVEL'], command.defaultLogLevel);
+  if (level instanceof UsageError) return reportError(level, json, io);
+  const logger = createLogger({ level }).child({ command: command.name });
 
   const controller = new AbortController();
   let signals = 0;
@@ -113,7 +120,9 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
       if (!existsSync(path)) {
         throw new ConfigError([`--config: ${path} does not exist; pass --config PATH (or set VCSA_BACKUP_CONFIG)`]);
       }
-      config = loadConfig(path);
+      const loaded = loadConfig(path);
+      checkRoleSettings(loaded, command.needs ?? []);
+      config = loaded;
       return config;
     },
     out: (text) => void io.stdout(text.endsWith('\n') ? text : `${text}\n`),
@@ -128,6 +137,30 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** --log-level, else LOG_LEVEL, else the command's default; a bogus one is bad input naming its source. */
+function logLevel(option: unknown, env: string | undefined, fallback: string | undefined): string | UsageError {
+  const [value, source] = typeof option === 'string' ? [option, '--log-level'] : env !== undefined && env !== '' ? [env, 'LOG_LEVEL (environment)'] : [fallback ?? 'info', 'default'];
+  if (logLevels.includes(value)) return value;
+  return new UsageError(`${source}: unknown log level ${JSON.stringify(value)}; use one of ${logLevels.join(', ')}`);
+}
+
+/**
+ * Options given twice that take one value: parseArgs keeps the last one silently, and
+ * `restore --target vc01 --target vc02` must not quietly restore vc02. Booleans repeated are harmless.
+ */
+function repeatedOptions(tokens: readonly { kind: string; name?: string }[], spec: OptionSpec): string[] {
+  const seen = new Map<string, number>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined) continue;
+    const option = spec[t.name];
+    if (!option || option.type !== 'string' || option.multiple === true) continue;
+    seen.set(t.name, (seen.get(t.name) ?? 0) + 1);
+  }
+  return [...seen.entries()].filter(([, n]) => n > 1).map(([name]) => name);
 }
 
 function reportError(err: unknown, json: boolean, io: CliIo): number {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.ts';
-import { resolveSecret } from '../config/secret.ts';
+import { resolveSecret, type Secret } from '../config/secret.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
@@ -155,10 +155,11 @@ export class Notifier implements BackupNotifier, FleetHeldNotifier {
   }
 }
 
-/** The notifier the config asks for, or undefined when no webhook is configured. */
-export function createNotifier(config: Pick<Config, 'notify' | 'redis'>, redis: Redis, logger: Logger, env: NodeJS.ProcessEnv = process.env): Notifier | undefined {
-  const webhook = config.notify.webhook;
-  if (!webhook) return undefined;
+/**
+ * notify.webhook.url resolved and checked (http or https). Called when the config is loaded by
+ * commands that notify, before anything is opened, and again by createNotifier.
+ */
+export function resolveWebhookUrl(webhook: NonNullable<Config['notify']['webhook']>, env: NodeJS.ProcessEnv = process.env): Secret {
   let url;
   try {
     url = resolveSecret(webhook.url, 'notify.webhook.url', env);
@@ -175,6 +176,14 @@ export function createNotifier(config: Pick<Config, 'notify' | 'redis'>, redis: 
     // Not the value: it may be a credential.
     throw new ConfigError([`notify.webhook.url: expected an http:// or https:// URL (from ${url.source})`]);
   }
+  return url;
+}
+
+/** The notifier the config asks for, or undefined when no webhook is configured. */
+export function createNotifier(config: Pick<Config, 'notify' | 'redis'>, redis: Redis, logger: Logger, env: NodeJS.ProcessEnv = process.env): Notifier | undefined {
+  const webhook = config.notify.webhook;
+  if (!webhook) return undefined;
+  const url = resolveWebhookUrl(webhook, env);
   return new Notifier({
     redis,
     prefix: config.redis.prefix,

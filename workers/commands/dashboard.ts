@@ -9,6 +9,7 @@ export const command: CliCommand = {
     'bull-board under /queues, Prometheus metrics at /metrics and /healthz. Binds 127.0.0.1 unless --host says otherwise; ' +
     'dashboard.token or dashboard.basicAuth in the config protect everything but /healthz.',
   usage: '[--config fleet.yaml] [--host 127.0.0.1] [--port 8080]',
+  needs: ['dashboard'],
   options: { host: { type: 'string' }, port: { type: 'string' } },
   async run(ctx) {
     const config = ctx.config();

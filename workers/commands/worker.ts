@@ -11,6 +11,7 @@ export const command: CliCommand = {
     'Run a worker: take backup jobs from the queue (stop → dump → start → gzip → upload → verify → manifest), run the scheduler triggers and the watchdog. ' +
     'Stops gracefully on SIGTERM/SIGINT: a dump in flight is cancelled, the appliance\'s services are started and the lease released before exit.',
   usage: '[--config fleet.yaml]',
+  needs: ['notify'],
   options: {},
   async run(ctx) {
     const config = ctx.config();
