@@ -236,6 +236,7 @@ async function benchFleet(): Promise<void> {
       const c0 = performance.now();
       for (const a of h.fleet.appliances) {
         const out = join(h.dir, `classic-${a.name}`);
+        if (!('serviceCommand' in a)) throw new Error(`bench: ${a.name} is not a simulated VCSA 5.5 (the classic loop drives its service scripts)`);
         const cmd = classicCommands(a, out);
         bash(`mkdir -p ${out} && ${cmd.stop} && ${cmd.dump} && ${cmd.start} && gzip -6 ${out}/postgres.sql ${out}/inventory_services.DB`);
         for (const f of ['postgres.sql.gz', 'inventory_services.DB.gz']) {

@@ -42,6 +42,7 @@ const store = createS3ObjectStore(
     queueSize: 2,
     verify: 'head',
     createBucket: false,
+    deletes: true,
   },
   silentLogger,
 );

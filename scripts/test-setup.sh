@@ -25,6 +25,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 # Debian's age (and age-keygen): the encryption tests open what we store with it (test/crypto).
 command -v age >/dev/null 2>&1 || missing+=(age)
+# promtool (Debian's prometheus package): checks and unit-tests deploy/prometheus/alerts.yml.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test-setup: installing ${missing[*]} (apt-get update && apt-get install -y ${missing[*]})"
   apt-get update -qq

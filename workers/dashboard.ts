@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import { connectRedis } from '../src/redis/connection.ts';
 import type { Config } from '../src/config/load.ts';
 import { errorMessage } from '../src/errors.ts';
@@ -15,8 +15,20 @@ import { FleetState } from '../src/state/fleet-state.ts';
 import { authChallenge, isAuthorized, resolveDashboardAuth, type DashboardAuth } from '../src/web/auth.ts';
 import { renderFleetFragments, renderFleetPage } from '../src/web/fleet-page.ts';
 import { buildFleetView, type FleetView, type QueueDepth } from '../src/web/fleet-view.ts';
-import { metricsContentType, renderMetrics } from '../src/web/metrics.ts';
-import { schedulerNextRuns } from './producer.ts';
+import { RunHistory } from '../src/state/run-history.ts';
+import type { SizedBackup } from '../src/state/size-drop.ts';
+import { DashboardMetrics, type QueueStats } from '../src/web/metrics.ts';
+import { listBackups } from '../src/catalog/catalog.ts';
+import { verifyBackup } from '../src/restore/verify.ts';
+import { sizeDrops } from '../src/state/size-drop.ts';
+import { createS3ObjectStore } from '../src/storage/s3.ts';
+import type { ObjectStore } from '../src/storage/object-store.ts';
+import { CsrfGuard } from '../src/web/csrf.ts';
+import { applianceScript, layout, renderApplianceBody, renderTimelinePage, type ApplianceBackup, type AppliancePageModel } from '../src/web/pages.ts';
+import { chooseWindow, renderTimelineSvg, timelineLegend } from '../src/web/timeline.ts';
+import type { BackupJobData } from '../src/fleet/backup-job.ts';
+import { enqueueBackups, schedulerNextRuns } from './producer.ts';
+import { decodeFailure } from './job-failure.ts';
 import { backupQueueName, queueOptions, triggerQueueName } from './queues.ts';
 
 export interface DashboardOptions {
@@ -57,6 +69,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   }) as [Queue, Queue];
   const queues = [backupQueue, triggerQueue];
   const state = new FleetState(redis, config.redis.prefix);
+  const runs = new RunHistory(redis, config.redis.prefix);
+  const metrics = new DashboardMetrics();
   const lease = fleetLeaseFor(config, redis, { logger });
 
   const boardAdapter = new ExpressAdapter();
@@ -92,6 +106,143 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       reading = undefined;
     }));
 
+  const targetNames = config.targets.map((t) => t.name);
+  const readMetrics = async (): Promise<string> => {
+    const view = await fleetView();
+    const [queueStats, sizes, endedRuns] = await Promise.all([
+      Promise.all(queues.map(async (q): Promise<QueueStats> => ({ queue: q.name, counts: await q.getJobCounts(), workers: await q.getWorkersCount() }))),
+      Promise.all(targetNames.map(async (t): Promise<[string, SizedBackup[]]> => [t, await state.recentSuccesses(t, 2)])),
+      runs.endedSince(metrics.observedSince()),
+    ]);
+    metrics.update({ view, queues: queueStats, sizes: new Map(sizes), sizeDropRatio: config.retention.minSizeRatio, endedRuns });
+    return metrics.render();
+  };
+  // One scrape at a time: each one updates the shared registry, then renders it.
+  let scraping: Promise<unknown> = Promise.resolve();
+  const scrape = (): Promise<string> => {
+    const next = scraping.catch(() => undefined).then(readMetrics);
+    scraping = next;
+    return next;
+  };
+
+  const csrf = new CsrfGuard();
+  const readOnly = config.dashboard.readOnly;
+  // S3 for the per-appliance history (the manifests): made on first use, listings cached briefly.
+  let store: ObjectStore | undefined;
+  const objectStore = (): ObjectStore => (store ??= createS3ObjectStore(config.s3, logger));
+  const listings = new Map<string, { at: number; backups: Promise<ApplianceBackup[]> }>();
+  const backupsOf = (target: string): Promise<ApplianceBackup[]> => {
+    const cached = listings.get(target);
+    if (cached && Date.now() - cached.at < 15_000) return cached.backups;
+    const backups = (async () => {
+      const [entries, verifies] = await Promise.all([listBackups(objectStore(), config.s3.prefix, target, { logger }), state.verifications(target)]);
+      const drops = sizeDrops(entries.map((e) => ({ id: e.id, at: e.at.toISOString(), bytes: e.bytes, rawBytes: 0 })), config.retention.minSizeRatio);
+      return entries.map((e): ApplianceBackup => ({
+        id: e.id,
+        at: e.at.getTime(),
+        completedAt: Date.parse(e.manifest.completedAt),
+        bytes: e.bytes,
+        rawBytes: e.manifest.artifacts.reduce((sum, a) => sum + a.rawBytes, 0),
+        quiesceMs: e.manifest.quiesce?.ms ?? null,
+        durationMs: Date.parse(e.manifest.completedAt) - Date.parse(e.manifest.createdAt),
+        encrypted: e.manifest.artifacts.some((a) => a.encryption !== null && a.encryption !== undefined),
+        verify: verifies.get(e.id) ?? null,
+        sizeDrop: drops.get(e.id) ?? null,
+      }));
+    })();
+    listings.set(target, { at: Date.now(), backups });
+    backups.catch(() => listings.delete(target));
+    return backups;
+  };
+  // Verifications started from the page run here, one per appliance at a time.
+  const verifyTasks = new Map<string, { target: string; state: 'running' | 'ok' | 'failed'; message: string }>();
+  let verifySeq = 0;
+
+  const page = (res: ServerResponse, build: (nonce: string) => string): void => {
+    const nonce = randomBytes(16).toString('base64');
+    res.setHeader('content-security-policy', `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'`);
+    send(res, 200, 'text/html; charset=utf-8', build(nonce));
+  };
+  const sendJson = (res: ServerResponse, status: number, body: unknown): void => send(res, status, 'application/json; charset=utf-8', JSON.stringify(body));
+
+  const timeline = async (url: URL): Promise<{ svg: string; label: string; live: boolean; peak: number } | { error: string }> => {
+    await whenReady();
+    const now = Date.now();
+    const q = { night: url.searchParams.get('night'), from: url.searchParams.get('from'), to: url.searchParams.get('to') };
+    const live = !q.night && !q.from && !q.to;
+    // The last run is found among the newest runs; a chosen night reads its own window.
+    const recent = live ? await runs.latest(Math.max(50, targetNames.length * 10)) : [];
+    const window = chooseWindow(recent, q, now);
+    if ('error' in window) return window;
+    const shown = live ? recent : await runs.startedBetween(window.from - 24 * 3600_000, window.to);
+    const svg = renderTimelineSvg(shown, window, { targets: targetNames, maxConcurrent: config.quiesce.maxConcurrent, now });
+    const peak = Number(/data-peak="(\d+)"/.exec(svg)?.[1] ?? 0);
+    return { svg, label: window.label, live, peak };
+  };
+
+  const readBody = async (req: IncomingMessage): Promise<Record<string, unknown>> => {
+    let body = '';
+    for await (const chunk of req) {
+      body += String(chunk);
+      if (body.length > 4096) throw new Error('request body too large');
+    }
+    const value = JSON.parse(body || '{}') as unknown;
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+  };
+
+  const act = async (action: string, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (readOnly) return sendJson(res, 403, { error: 'the dashboard is read-only (dashboard.readOnly: true)' });
+    const refused = csrf.check(req);
+    if (refused) return sendJson(res, 403, { error: refused });
+    let body: Record<string, unknown>;
+    try {
+      body = await readBody(req);
+    } catch (err) {
+      return sendJson(res, 400, { error: `body: ${errorMessage(err)}` });
+    }
+    const target = typeof body['target'] === 'string' ? body['target'] : undefined;
+    if (action === 'backup' || action === 'verify') {
+      if (!target || !targetNames.includes(target)) return sendJson(res, 400, { error: `target: expected one of ${targetNames.join(', ')}` });
+    }
+    if (action === 'backup') {
+      // The same path as `vcsa-backup run`: one job per appliance at a time (deduplicated).
+      const [job] = await enqueueBackups(config, queueRedis, [target!], `d${Date.now()}`);
+      logger.info({ target, jobId: job?.jobId, alreadyQueued: job?.alreadyQueued }, 'backup requested from the dashboard');
+      return sendJson(res, 202, { jobId: job?.jobId, alreadyQueued: job?.alreadyQueued ?? false });
+    }
+    if (action === 'verify') {
+      const running = [...verifyTasks.entries()].find(([, t]) => t.target === target && t.state === 'running');
+      if (running) return sendJson(res, 202, { taskId: running[0], alreadyRunning: true });
+      const taskId = `verify.${target}.${Date.now()}.${++verifySeq}`;
+      const task: { target: string; state: 'running' | 'ok' | 'failed'; message: string } = { target: target!, state: 'running', message: 'starting' };
+      verifyTasks.set(taskId, task);
+      logger.info({ target, taskId }, 'verify requested from the dashboard');
+      void verifyBackup({ config, target: target!, backup: 'latest', store: objectStore(), logger: logger.child({ target, taskId }), redis, onProgress: (e) => (task.message = `${e.step}${e.artifact ? ` ${e.artifact}` : ''}`) })
+        .then((report) => {
+          task.state = report.ok ? 'ok' : 'failed';
+          task.message = `${report.id}: ${report.message}`;
+          listings.delete(target!);
+        })
+        .catch((err: unknown) => {
+          task.state = 'failed';
+          task.message = errorMessage(err);
+        });
+      return sendJson(res, 202, { taskId });
+    }
+    if (action === 'retry') {
+      const jobId = typeof body['jobId'] === 'string' ? body['jobId'] : '';
+      const job = jobId ? await Job.fromId<BackupJobData>(backupQueue, jobId) : undefined;
+      if (!job) return sendJson(res, 404, { error: `jobId: no job ${jobId} in the backup queue` });
+      if ((await job.getState()) !== 'failed') return sendJson(res, 409, { error: `job ${jobId} has not failed; nothing to retry` });
+      const holder = await backupQueue.getDeduplicationJobId(`target.${job.data.target}`);
+      if (holder && holder !== jobId) return sendJson(res, 409, { error: `a backup of ${job.data.target} is already queued or running (${holder})` });
+      await job.retry('failed');
+      logger.info({ target: job.data.target, jobId }, 'failed job retried from the dashboard');
+      return sendJson(res, 202, { jobId });
+    }
+    return sendJson(res, 404, { error: `no action ${action}` });
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
     const path = url.pathname;
@@ -115,6 +266,14 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       });
       return;
     }
+    if (path.startsWith('/actions/')) {
+      if (req.method !== 'POST') {
+        send(res, 405, 'text/plain; charset=utf-8', 'method not allowed: POST\n');
+        return;
+      }
+      await act(path.slice('/actions/'.length), req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
       return;
@@ -123,11 +282,60 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       const nonce = randomBytes(16).toString('base64');
       res.setHeader('content-security-policy', `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'`);
       send(res, 200, 'text/html; charset=utf-8', renderFleetPage(await fleetView(), { nonce, refreshMs: 2000 }));
+    } else if (path === '/timeline' || path === '/timeline.svg') {
+      const t = await timeline(url);
+      if ('error' in t) {
+        send(res, 400, 'text/plain; charset=utf-8', `${t.error}\n`);
+      } else if (path === '/timeline.svg') {
+        send(res, 200, 'image/svg+xml; charset=utf-8', t.svg);
+      } else {
+        const night = url.searchParams.get('night') ?? new Date(Date.now() - 12 * 3600_000).toISOString().slice(0, 10);
+        page(res, (nonce) => renderTimelinePage({ svg: t.svg, legend: timelineLegend(), label: t.label, night, root: '', targets: targetNames, nonce, svgUrl: `timeline.svg${url.search}`, live: t.live, peak: t.peak, maxConcurrent: config.quiesce.maxConcurrent }));
+      }
+    } else if (path.startsWith('/appliance/')) {
+      const target = decodeURIComponent(path.slice('/appliance/'.length));
+      if (!targetNames.includes(target)) {
+        send(res, 404, 'text/plain; charset=utf-8', `no appliance ${target} in this fleet\n`);
+        return;
+      }
+      const [view, listed, failed] = await Promise.all([
+        fleetView(),
+        backupsOf(target).then((b) => ({ backups: b, error: null }), (err: unknown) => ({ backups: [] as ApplianceBackup[], error: errorMessage(err) })),
+        readOnly ? Promise.resolve([]) : backupQueue.getFailed(0, 200),
+      ]);
+      const model: AppliancePageModel = {
+        target,
+        configPath: config.source,
+        row: view.targets.find((t) => t.name === target) ?? null,
+        backups: listed.backups,
+        listError: listed.error,
+        failedJobs: failed
+          .filter((j) => (j.data as Partial<BackupJobData>).target === target)
+          .slice(0, 3)
+          .map((j) => ({ id: j.id ?? '', at: new Date(j.finishedOn ?? j.timestamp).toISOString(), reason: decodeFailure(j.failedReason).message })),
+        readOnly,
+        sizeDropRatio: config.retention.minSizeRatio,
+      };
+      page(res, (nonce) => layout({ title: `vcsa-backup: ${target}`, root: '../', targets: targetNames, body: renderApplianceBody(model), nonce, ...(readOnly ? {} : { script: applianceScript(target), csrf: csrf.token() }) }));
+    } else if (path === '/api/job') {
+      const id = url.searchParams.get('id') ?? '';
+      const job = id ? await Job.fromId<BackupJobData>(backupQueue, id) : undefined;
+      if (!job) {
+        sendJson(res, 404, { error: `no job ${id}` });
+        return;
+      }
+      const jobState = await backupQueue.getJobState(id);
+      const failure = jobState === 'failed' ? decodeFailure(job.failedReason) : null;
+      sendJson(res, 200, { id, target: job.data.target, state: jobState, progress: job.progress, message: failure ? `${failure.code}: ${failure.message}` : jobState === 'completed' ? `backup ${String((job.returnvalue as { id?: string } | null)?.id ?? '')}` : '' });
+    } else if (path === '/api/verify-task') {
+      const task = verifyTasks.get(url.searchParams.get('id') ?? '');
+      if (!task) sendJson(res, 404, { error: 'no such verification (the dashboard may have restarted)' });
+      else sendJson(res, 200, task);
     } else if (path === '/api/fleet') {
       const view = await fleetView();
       send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ ...view, html: renderFleetFragments(view) }));
     } else if (path === '/metrics') {
-      send(res, 200, metricsContentType, renderMetrics(await fleetView()));
+      send(res, 200, metrics.contentType, await scrape());
     } else {
       send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
     }
@@ -161,6 +369,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await Promise.allSettled(queues.map((q) => q.close()));
+        store?.close();
         redis.disconnect();
         queueRedis.disconnect();
       })();

@@ -432,6 +432,8 @@ export const configSchema = z.strictObject({
       token: secretRef.optional(),
       /** Basic auth for everything but /healthz; either this or token, or both. */
       basicAuth: z.strictObject({ user: z.string().min(1), password: secretRef }).optional(),
+      /** Hide the page's actions (back up now, verify now, retry) and refuse them (403). */
+      readOnly: z.boolean().default(false),
     })
     .prefault({}),
   notify: z

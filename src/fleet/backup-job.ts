@@ -16,6 +16,14 @@ import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 import { timings } from '../defaults.ts';
 import { hasCode } from '../error-codes.ts';
+import { RunRecorder, type RunStep } from '../state/run-history.ts';
+import { sizeDrop } from '../state/size-drop.ts';
+
+/** Lets the after-backup tasks show on the run's timeline. */
+export interface AfterBackupHooks {
+  onStep(step: 'verify' | 'retention'): void;
+  onVerified(ok: boolean): void;
+}
 
 /** What a queued backup job carries. Never secrets: only names and paths. */
 export interface BackupJobData {
@@ -46,7 +54,7 @@ export interface BackupJobDeps {
   readonly makeExecutor: (target: TargetConfig) => Executor;
   readonly logger: Logger;
   /** Runs after a committed backup (retention, verify); its failures never fail the backup. */
-  readonly afterBackup?: (target: TargetConfig, result: UploadResult, logger: Logger) => Promise<void>;
+  readonly afterBackup?: (target: TargetConfig, result: UploadResult, logger: Logger, hooks?: AfterBackupHooks) => Promise<void>;
   /** Told of final failures and of successes (for recovery notices); never fails the backup. */
   readonly notifier?: BackupNotifier;
 }
@@ -70,7 +78,12 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
   const { config, redis, lease, state } = deps;
   const target = findTarget(config, job.data.target);
   const logger = deps.logger.child({ jobId: job.id, target: target.name, attempt: job.attempt });
-  const progress = throttledProgress(state, target.name, lease.holderId, job);
+  // The run's timeline (run-history.ts): written beside the work, never failing it.
+  const run = new RunRecorder(redis, config.redis.prefix, { jobId: job.id, target: target.name, attempt: job.attempt, maxAttempts: job.maxAttempts, trigger: job.data.trigger, holder: lease.holderId });
+  const recorded = (write: Promise<void>): Promise<void> => write.catch((err: unknown) => logger.debug({ err }, 'run record not written'));
+  void recorded(run.begin());
+  void recorded(run.mark('lock'));
+  const progress = throttledProgress(state, target.name, lease.holderId, job, (step, artifact) => void recorded(run.mark(step, artifact)));
 
   const lock = await acquireTargetLock(redis, {
     prefix: config.redis.prefix,
@@ -110,8 +123,8 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }
 
-    const { result, attempts } = await uploadWithRetries(deps, spool, uploaded, logger, signal, progress);
-    await state.recordSuccess(target.name, {
+    const { result, attempts } = await uploadWithRetries(deps, spool, uploaded, logger, signal, progress, () => void recorded(run.mark('upload-retry')));
+    const success = {
       id: result.manifest.id,
       at: result.manifest.completedAt,
       manifestKey: result.manifestKey,
@@ -119,13 +132,33 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
       rawBytes: result.manifest.artifacts.reduce((s, a) => s + a.rawBytes, 0),
       quiesceMs: result.manifest.quiesce?.ms ?? 0,
       durationMs: Date.parse(result.manifest.completedAt) - Date.parse(result.manifest.createdAt),
-    });
+    };
+    await state.recordSuccess(target.name, success);
+    const q = result.manifest.quiesce;
+    await recorded(
+      run.committed({
+        id: success.id,
+        committedAt: Date.parse(success.at),
+        bytes: success.bytes,
+        rawBytes: success.rawBytes,
+        durationMs: success.durationMs,
+        ...(q ? { quiesce: { stoppedAt: Date.parse(q.stoppedAt), startedAt: Date.parse(q.startedAt) } } : {}),
+      }),
+    );
     const superseded = await removeSupersededSpools(config.spool.dir, target.name, result.manifest.id).catch(() => []);
     if (superseded.length > 0) logger.info({ removed: superseded }, 'removed spools of earlier backups that failed for good; this backup supersedes them');
     await deps.notifier?.backupSucceeded(target.name, { id: result.manifest.id, at: result.manifest.completedAt }).catch(() => undefined);
-    if (deps.afterBackup) {
-      await deps.afterBackup(target, result, logger).catch((err: unknown) => logger.error({ err }, 'after-backup task failed; the backup itself is good'));
+    // A much smaller backup than the one before is the classic sign of a broken dump.
+    const drop = sizeDrop(await state.recentSuccesses(target.name, 2).catch(() => []), config.retention.minSizeRatio);
+    if (drop) {
+      logger.warn({ ...drop }, 'backup much smaller than the one before (retention.minSizeRatio): check it with `vcsa-backup verify`');
+      await deps.notifier?.sizeDropped?.(target.name, drop).catch(() => undefined);
     }
+    if (deps.afterBackup) {
+      const hooks: AfterBackupHooks = { onStep: (step) => void recorded(run.mark(step)), onVerified: (ok) => void recorded(run.verified(ok)) };
+      await deps.afterBackup(target, result, logger, hooks).catch((err: unknown) => logger.error({ err }, 'after-backup task failed; the backup itself is good'));
+    }
+    await recorded(run.end('ok'));
     return {
       target: target.name,
       id: result.manifest.id,
@@ -141,6 +174,7 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     await state
       .recordFailure(target.name, { at: failedAt, code: errorCode(err), message: errorMessage(err), attempt: job.attempt, final })
       .catch((stateErr: unknown) => logger.warn({ err: stateErr }, 'could not record the failure in Redis'));
+    await recorded(run.end(final ? 'failed' : 'retrying', { code: errorCode(err), message: errorMessage(err) }));
     if (final) await deps.notifier?.backupFailed(target.name, { at: failedAt, code: errorCode(err), message: errorMessage(err) }).catch(() => undefined);
     throw err;
   } finally {
@@ -182,6 +216,7 @@ async function uploadWithRetries(
   logger: Logger,
   signal: AbortSignal,
   progress: (e: ProgressEvent) => void,
+  onRetry: () => void,
 ): Promise<{ result: UploadResult; attempts: number }> {
   const { config, store, state } = deps;
   const maxAttempts = config.worker.uploadAttempts;
@@ -196,6 +231,7 @@ async function uploadWithRetries(
       const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));
       logger.warn({ err, attempt, delayMs }, 'upload failed; retrying from the spool without quiescing again');
       await state.recordUploadRetry(spool.target).catch(() => undefined);
+      onRetry();
       await sleep(delayMs, undefined, { signal }).catch(() => {
         throw new BackupError('ABORTED', 'upload retry cancelled by shutdown; the spool is kept for the next attempt');
       });
@@ -203,13 +239,16 @@ async function uploadWithRetries(
   }
 }
 
+const runSteps: ReadonlySet<string> = new Set<RunStep>(['precheck', 'stop', 'dump', 'start', 'compress', 'upload', 'manifest', 'verify', 'retention']);
+
 /** Progress to Redis (job progress and fleet state): every step change, byte counts at most once a second. */
-function throttledProgress(state: FleetState, target: string, holder: string, job: JobHandle): (e: ProgressEvent) => void {
+function throttledProgress(state: FleetState, target: string, holder: string, job: JobHandle, onStep: (step: RunStep, artifact?: string) => void): (e: ProgressEvent) => void {
   let last = 0;
   let lastStep = '';
   return (event) => {
     const now = Date.now();
     const step = `${event.step} ${event.artifact ?? ''}`;
+    if (step !== lastStep && runSteps.has(event.step)) onStep(event.step as RunStep, event.artifact);
     if (step === lastStep && now - last < timings.progressThrottleMs) return;
     last = now;
     lastStep = step;

@@ -1,8 +1,10 @@
+import type { SizeDrop } from '../state/size-drop.ts';
+
 /**
  * What the webhook is told. `kind` is stable (for routing in the receiver); `text` is one line
  * for humans, which is all a Slack-compatible incoming webhook shows.
  */
-export type NotificationKind = 'failure' | 'recovery' | 'stale' | 'fleet-held';
+export type NotificationKind = 'failure' | 'recovery' | 'stale' | 'size-drop' | 'fleet-held';
 
 export interface Notification {
   readonly kind: NotificationKind;
@@ -18,6 +20,12 @@ export interface Notification {
   /** stale: when the last good backup completed (absent: never) and the threshold. */
   readonly lastSuccessAt?: string;
   readonly staleHours?: number;
+  /** size-drop: the new backup's stored size, the one before it, and the ratio under the threshold. */
+  readonly bytes?: number;
+  readonly previousBackupId?: string;
+  readonly previousBytes?: number;
+  readonly ratio?: number;
+  readonly threshold?: number;
 }
 
 /**
@@ -59,5 +67,21 @@ export function staleNotification(target: string, lastSuccess: { id: string; at:
     staleHours,
     ...(lastSuccess ? { backupId: lastSuccess.id, lastSuccessAt: lastSuccess.at } : {}),
     text: `:warning: vcsa-backup: no good backup of ${target} ${since}; the threshold is ${staleHours} h`,
+  };
+}
+
+export function sizeDropNotification(target: string, drop: SizeDrop, at: string): Notification {
+  const pct = (x: number): string => `${Math.round(x * 100)}%`;
+  return {
+    kind: 'size-drop',
+    target,
+    at,
+    backupId: drop.id,
+    bytes: drop.bytes,
+    previousBackupId: drop.previousId,
+    previousBytes: drop.previousBytes,
+    ratio: drop.ratio,
+    threshold: drop.threshold,
+    text: `:warning: vcsa-backup: backup ${drop.id} of ${target} is ${pct(drop.ratio)} of the size of the one before (${drop.previousId}), under retention.minSizeRatio ${pct(drop.threshold)}: check it with \`vcsa-backup verify --target ${target} --backup ${drop.id}\``,
   };
 }

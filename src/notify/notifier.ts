@@ -4,7 +4,8 @@ import { resolveSecret, type Secret } from '../config/secret.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
-import { failureNotification, fleetHeldNotification, recoveryNotification, staleNotification, type Notification } from './notification.ts';
+import type { SizeDrop } from '../state/size-drop.ts';
+import { failureNotification, fleetHeldNotification, recoveryNotification, sizeDropNotification, staleNotification, type Notification } from './notification.ts';
 import { webhookSender, type NotificationSender } from './webhook.ts';
 
 /** What a backup job tells the notifier. Implementations never throw and return within their timeout. */
@@ -12,6 +13,8 @@ export interface BackupNotifier {
   /** A backup failed for good: its last attempt, or a permanent error. */
   backupFailed(target: string, failure: { at: string; code: string; message: string }): Promise<void>;
   backupSucceeded(target: string, success: { id: string; at: string }): Promise<void>;
+  /** The new backup is much smaller than the one before (retention.minSizeRatio). */
+  sizeDropped?(target: string, drop: SizeDrop): Promise<void>;
 }
 
 /** What the watchdog tells the notifier. Never throws. */
@@ -65,6 +68,14 @@ export class Notifier implements BackupNotifier, FleetHeldNotifier {
       if ((await this.#o.redis.del(this.#key('failing', target))) === 1) await this.#deliver(recoveryNotification(target, success));
     } catch (err) {
       this.#o.logger.warn({ target, err: errorMessage(err) }, 'recovery notification not sent');
+    }
+  }
+
+  async sizeDropped(target: string, drop: SizeDrop): Promise<void> {
+    try {
+      await this.#deliver(sizeDropNotification(target, drop, new Date().toISOString()));
+    } catch (err) {
+      this.#o.logger.warn({ target, err: errorMessage(err) }, 'size-drop notification not sent');
     }
   }
 

@@ -16,6 +16,9 @@ export interface AfterBackupInput {
   /** Records the verification for `status` and the dashboard. */
   readonly redis?: Redis;
   readonly signal?: AbortSignal;
+  /** Told when each task starts and how the drill went (the run's timeline). */
+  readonly onStep?: (step: 'verify' | 'retention') => void;
+  readonly onVerified?: (ok: boolean) => void;
 }
 
 export interface AfterBackupOutcome {
@@ -35,14 +38,17 @@ export async function afterBackup(input: AfterBackupInput): Promise<AfterBackupO
   const { config, target, store, logger } = input;
   let verify: VerifyReport | null = null;
   if (config.verify.afterBackup) {
+    input.onStep?.('verify');
     verify = await verifyBackup({ config, target, backup: input.id, store, logger, ...(input.redis ? { redis: input.redis } : {}), ...(input.signal ? { signal: input.signal } : {}) });
   }
+  if (verify) input.onVerified?.(verify.ok);
   if (!config.retention.afterBackup) return { verify, prune: null, pruneSkipped: 'retention.afterBackup is false' };
   if (verify && !verify.ok) {
     const why = `backup ${input.id} failed verification; not pruning older backups on its account`;
     logger.warn({ target, backupId: input.id }, why);
     return { verify, prune: null, pruneSkipped: why };
   }
+  input.onStep?.('retention');
   const prune = await pruneTarget({ store, prefix: config.s3.prefix, target, policy: policyFromConfig(config.retention), logger });
   return { verify, prune, pruneSkipped: null };
 }

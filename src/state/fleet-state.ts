@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { SizedBackup } from './size-drop.ts';
 
 /**
  * What the fleet looks like now, per target, in Redis: written by workers, read by `status`,
@@ -58,6 +59,18 @@ export function targetStateKey(prefix: string, target: string): string {
   return `${prefix}:target:${target}`;
 }
 
+/** The last committed backups of a target (newest first, at most `sizeHistoryLength`): sizes for the size-drop check. */
+export function sizeHistoryKey(prefix: string, target: string): string {
+  return `${prefix}:sizes:${target}`;
+}
+
+const sizeHistoryLength = 100;
+
+/** Per target: backup id → its last verification (LastVerify JSON). */
+export function verifyHistoryKey(prefix: string, target: string): string {
+  return `${prefix}:verifies:${target}`;
+}
+
 function json<T>(raw: string | undefined): T | null {
   if (raw === undefined || raw === '') return null;
   try {
@@ -92,7 +105,15 @@ export class FleetState {
       .hincrby(this.#key(target), 'successes', 1)
       .hincrby(this.#key(target), 'bytesUploaded', success.bytes)
       .hdel(this.#key(target), 'step')
+      .lpush(sizeHistoryKey(this.#prefix, target), JSON.stringify({ id: success.id, at: success.at, bytes: success.bytes, rawBytes: success.rawBytes }))
+      .ltrim(sizeHistoryKey(this.#prefix, target), 0, sizeHistoryLength - 1)
       .exec();
+  }
+
+  /** The last `count` committed backups' sizes, newest first. */
+  async recentSuccesses(target: string, count: number): Promise<SizedBackup[]> {
+    const raws = await this.#redis.lrange(sizeHistoryKey(this.#prefix, target), 0, count - 1);
+    return raws.map((r) => json<SizedBackup>(r)).filter((x): x is SizedBackup => x !== null);
   }
 
   async recordFailure(target: string, failure: LastFailure): Promise<void> {
@@ -113,7 +134,24 @@ export class FleetState {
   }
 
   async recordVerify(target: string, verify: LastVerify): Promise<void> {
-    await this.#redis.hset(this.#key(target), 'lastVerify', JSON.stringify(verify));
+    const all = verifyHistoryKey(this.#prefix, target);
+    await this.#redis.multi().hset(this.#key(target), 'lastVerify', JSON.stringify(verify)).hset(all, verify.id, JSON.stringify(verify)).exec();
+    // A hash per target, one field per verified backup: trimmed to the newest ids when it grows.
+    if ((await this.#redis.hlen(all)) > 2 * sizeHistoryLength) {
+      const ids = (await this.#redis.hkeys(all)).sort();
+      await this.#redis.hdel(all, ...ids.slice(0, ids.length - sizeHistoryLength));
+    }
+  }
+
+  /** The last verification of each backup (by backup id) that was verified. */
+  async verifications(target: string): Promise<Map<string, LastVerify>> {
+    const h = await this.#redis.hgetall(verifyHistoryKey(this.#prefix, target));
+    const out = new Map<string, LastVerify>();
+    for (const [id, raw] of Object.entries(h)) {
+      const v = json<LastVerify>(raw);
+      if (v) out.set(id, v);
+    }
+    return out;
   }
 
   async get(target: string): Promise<TargetState> {

@@ -28,7 +28,7 @@ function renderRow(t: FleetRow, view: FleetView): RawHtml {
   const failing = t.lastFailure?.current === true;
   const classes = [t.stale ? 'stale' : '', failing ? 'failing' : ''].filter(Boolean).join(' ');
   return html`<tr data-target="${t.name}" class="${classes}">
-  <td class="name">${t.name}</td>
+  <td class="name"><a href="appliance/${encodeURIComponent(t.name)}">${t.name}</a></td>
   <td class="last-good">${g ? html`<span class="id">${g.id}</span><br><time datetime="${g.at}">${g.at.slice(0, 19).replace('T', ' ')} UTC</time>` : raw('<span class="never">never</span>')}</td>
   <td class="age" title="${t.stale ? `older than ${view.staleHours} h` : ''}">${g ? formatDuration(g.ageSeconds * 1000) : '-'}</td>
   <td class="size">${g ? html`${formatBytes(g.bytes)}<br><small>${formatBytes(g.rawBytes)} raw</small>` : '-'}</td>
@@ -112,7 +112,7 @@ export function renderFleetPage(view: FleetView, options: { nonce: string; refre
 </head>
 <body>
 <h1>vcsa-backup fleet</h1>
-<div id="bar"><span id="summary">${f.summary}</span><a href="queues/">queues (bull-board)</a><a href="metrics">metrics</a><span id="refresh"></span></div>
+<div id="bar"><span id="summary">${f.summary}</span><a href="timeline">timeline of the last run</a><a href="queues/">queues (bull-board)</a><a href="metrics">metrics</a><span id="refresh"></span></div>
 <p>Fleet quiesce lease: <span id="lease">${f.lease}</span></p>
 <p>Queues: <span id="queues">${f.queues}</span></p>
 <table>
