@@ -12,6 +12,7 @@ import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } 
 import { uploadSpool, type UploadedArtifacts, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
+import { preflightS3 } from '../storage/preflight.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 
@@ -69,6 +70,8 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
   const target = findTarget(config, job.data.target);
   const logger = deps.logger.child({ jobId: job.id, target: target.name, attempt: job.attempt });
   const progress = throttledProgress(state, target.name, lease.holderId, job);
+  // Before the lock, the lease and any stop: a bucket that cannot take the backup fails here.
+  await preflightS3(deps.store, config.s3.prefix, logger);
 
   const lock = await acquireTargetLock(redis, {
     prefix: config.redis.prefix,
