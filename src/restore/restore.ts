@@ -226,6 +226,7 @@ async function restoreWhileQuiesced(args: {
   const restored: string[] = [];
   let failedAt = null as { name: string; error: unknown } | null;
   let down: string[] | null = [];
+  let swappedBack = false;
   const startedAt = Date.now();
 
   async function restoreInPlace(guard: { assertHeld(what: string): Promise<void> }): Promise<void> {
@@ -294,6 +295,7 @@ async function restoreWhileQuiesced(args: {
             await undoSwap();
             args.onSwapped(false);
             restored.splice(0, swap.length);
+            swappedBack = true;
           }
           throw err;
         }
@@ -302,7 +304,11 @@ async function restoreWhileQuiesced(args: {
     return { restored, downtimeMs: window?.ms ?? Date.now() - startedAt };
   } catch (failure) {
     const missing = [...swap.map((s) => s.artifactName), ...plan.map((p) => p.artifactName)].filter((name) => !restored.includes(name));
-    const notRestored = missing.map((name) => (failedAt?.name === name ? `${name} (${errorMessage(failedAt.error)})` : `${name} (not attempted)`));
+    const notRestored = missing.map((name) =>
+      failedAt?.name === name ? `${name} (${errorMessage(failedAt.error)})`
+      : swappedBack && swap.some((s) => s.artifactName === name) ? `${name} (swapped back)`
+      : `${name} (not attempted)`,
+    );
     const servicesDown = down as string[] | null;
     const services =
       profile.services.length === 0 ? 'no services to start'

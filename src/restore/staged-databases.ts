@@ -241,7 +241,16 @@ async function checkFreeSpace(input: StageInput, resolved: readonly Resolved[]):
   for (const r of resolved) {
     const dataDir = await r.server.dataDirectory();
     const raw = r.item.file.rawBytes;
-    add(await freeSpace(input.executor, dataDir, opts), Math.ceil(raw * factor), `${size(raw * factor)} for the ${r.item.artifactName} database (${factor} × its ${size(raw)} dump) in ${dataDir}`);
+    let fs: FreeSpace;
+    try {
+      fs = await freeSpace(input.executor, dataDir, opts);
+    } catch (err) {
+      // The server's data directory is not on the machine the commands run on (a database server
+      // elsewhere, or a container without it): its free space cannot be seen from here.
+      input.logger.warn({ err, dataDir }, 'cannot check the free space of the database server\'s data directory from the appliance; loading without that check');
+      continue;
+    }
+    add(fs, Math.ceil(raw * factor), `${size(raw * factor)} for the ${r.item.artifactName} database (${factor} × its ${size(raw)} dump) in ${dataDir}`);
   }
   const largest = Math.max(...input.items.map((i) => i.file.rawBytes));
   await input.executor.run(`mkdir -p ${shellQuote(input.applianceTmp)}`, { timeoutMs: input.timeoutMs });
