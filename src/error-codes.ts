@@ -71,6 +71,7 @@ export const errorCodes = [
   'S3_BAD_KEY',
   'S3_ENTITY_TOO_LARGE',
   'S3_ERROR',
+  'S3_PREFLIGHT_FAILED',
   'S3_NO_SUCH_BUCKET',
   'S3_UNREACHABLE',
   'S3_VERIFY_FAILED',

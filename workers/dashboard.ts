@@ -12,7 +12,8 @@ import { errorMessage } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { fleetLeaseFor } from '../src/locks/fleet-lease.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
-import { authChallenge, isAuthorized, resolveDashboardAuth, type DashboardAuth } from '../src/web/auth.ts';
+import { authChallenge, authRequired, isAuthorized, resolveDashboardAuth, type DashboardAuth } from '../src/web/auth.ts';
+import { checkBindAddress, checkRequest, createRequestGuard, type RequestGuard } from '../src/web/request-guard.ts';
 import { renderFleetFragments, renderFleetPage } from '../src/web/fleet-page.ts';
 import { buildFleetView, type FleetView, type QueueDepth } from '../src/web/fleet-view.ts';
 import { RunHistory } from '../src/state/run-history.ts';
@@ -39,6 +40,10 @@ export interface DashboardOptions {
   /** 0 picks a free port. */
   readonly port?: number;
   readonly env?: NodeJS.ProcessEnv;
+  /** Bind beyond loopback without auth (something in front authenticates). Writes stay refused. */
+  readonly insecureNoAuth?: boolean;
+  /** Host names (besides the bound address) the Host header may carry, e.g. behind a proxy. */
+  readonly publicNames?: readonly string[];
 }
 
 export interface RunningDashboard {
@@ -57,6 +62,11 @@ const queuesPath = '/queues';
 export async function startDashboard(options: DashboardOptions): Promise<RunningDashboard> {
   const { config, logger } = options;
   const auth = resolveDashboardAuth(config, options.env);
+  const host = options.host ?? '127.0.0.1';
+  // Before anything is opened: a bad --host, or an open dashboard on the network, is exit 2.
+  checkBindAddress(host, authRequired(auth), options.insecureNoAuth === true);
+  // Set once the port is known (0 picks one): the Host check needs it.
+  const bound: { guard?: RequestGuard } = {};
   // Reconnects forever (a long-running server) but fails commands fast while Redis is away, so
   // /healthz answers 503 instead of hanging.
   const redis = connectRedis(config.redis, 'probe', { onError: (err) => logger.debug({ err: err.message }, 'dashboard redis connection error') });
@@ -252,9 +262,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       send(res, ok ? 200 : 503, 'text/plain; charset=utf-8', ok ? 'ok\n' : 'redis unreachable\n');
       return;
     }
+    const verdict = bound.guard ? checkRequest(bound.guard, { method: req.method, host: req.headers.host, origin: req.headers.origin, referer: req.headers.referer, path }) : { ok: false as const, status: 503, reason: 'starting' };
+    if (!verdict.ok) {
+      send(res, verdict.status, 'text/plain; charset=utf-8', `${verdict.reason}\n`);
+      return;
+    }
     if (!isAuthorized(req.headers.authorization, auth)) {
       res.setHeader('www-authenticate', authChallenge(auth));
       send(res, 401, 'text/plain; charset=utf-8', 'authentication required: a bearer token or basic auth (dashboard.token / dashboard.basicAuth in the config)\n');
+      return;
+    }
+    if (req.method === 'POST' && /^\/queues\/api\/queues\/[^/]+\/add$/.test(path)) {
+      // bull-board's "add job" would bypass the per-target deduplication of `run`: refused.
+      send(res, 403, 'text/plain; charset=utf-8', 'adding jobs here bypasses the per-target deduplication; use `vcsa-backup run --target NAME`\n');
       return;
     }
     if (path === queuesPath || path.startsWith(`${queuesPath}/`)) {
@@ -348,7 +368,6 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       else res.end();
     });
   });
-  const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 8080, host, () => {
@@ -357,6 +376,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     });
   });
   const address = server.address() as AddressInfo;
+  bound.guard = createRequestGuard(host, address.port, authRequired(auth), options.publicNames ?? []);
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/`;
   logger.info({ url, auth: describeAuth(auth) }, 'dashboard listening');
 

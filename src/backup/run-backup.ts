@@ -1,3 +1,4 @@
+import { preflightS3 } from '../storage/preflight.ts';
 import type { Config, TargetConfig } from '../config/load.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { Logger } from '../log.ts';
@@ -36,6 +37,8 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
   };
+  // Before anything stops: a bucket that cannot take the backup fails here, nothing touched.
+  await preflightS3(input.store, input.config.s3.prefix, logger);
   const { spool, uploaded } = await quiesceAndDump({
     config: input.config,
     target: input.target,

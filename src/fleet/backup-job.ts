@@ -12,6 +12,7 @@ import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } 
 import { uploadSpool, type UploadedArtifacts, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
+import { preflightS3 } from '../storage/preflight.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 import { timings } from '../defaults.ts';
@@ -84,6 +85,8 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
   void recorded(run.begin());
   void recorded(run.mark('lock'));
   const progress = throttledProgress(state, target.name, lease.holderId, job, (step, artifact) => void recorded(run.mark(step, artifact)));
+  // Before the lock, the lease and any stop: a bucket that cannot take the backup fails here.
+  await preflightS3(deps.store, config.s3.prefix, logger);
 
   const lock = await acquireTargetLock(redis, {
     prefix: config.redis.prefix,
