@@ -1,5 +1,6 @@
 import type { AgeEncryptionInfo } from '../crypto/age-stream.ts';
 import type { EncryptionInfo } from '../crypto/format.ts';
+import type { NativeBackupInfo } from '../native/backup-info.ts';
 
 /**
  * The manifest is the commit point of a backup: written last, after every artifact was uploaded
@@ -36,8 +37,8 @@ export interface ManifestArtifact {
   readonly compression: 'gzip';
   /** null: stored as gzip. Otherwise how it is encrypted, keys aside. */
   readonly encryption: null | ArtifactEncryption;
-  /** How `verify` loads it into a scratch database. */
-  readonly format: 'plain-sql' | 'pg-custom';
+  /** How `verify` loads it into a scratch database; `vcsa-native` files are the appliance's own archive (src/native/). */
+  readonly format: 'plain-sql' | 'pg-custom' | 'vcsa-native';
 }
 
 export interface Manifest {
@@ -56,6 +57,8 @@ export interface Manifest {
   readonly artifacts: readonly ManifestArtifact[];
   /** When `rekey` last re-encrypted the artifacts (the manifest was rewritten then); absent if never. */
   readonly rekeyedAt?: string;
+  /** vcsa-native backups: what the appliance said about its own backup (never a password). */
+  readonly native?: NativeBackupInfo;
 }
 
 export function backupIdFor(date: Date): string {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { findBackup, type CatalogEntry } from '../catalog/catalog.ts';
 import type { Config } from '../config/load.ts';
+import type { ManifestArtifact } from '../backup/manifest.ts';
 import { decryptionKeys } from '../crypto/key-ring.ts';
 import { errorCode, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -32,7 +33,7 @@ export interface VerifyInput {
 
 export interface VerifiedDatabase {
   readonly name: string;
-  readonly format: 'plain-sql' | 'pg-custom';
+  readonly format: ManifestArtifact['format'];
   readonly rawBytes: number;
   readonly loaded: boolean;
   readonly loadMs: number;
