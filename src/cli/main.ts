@@ -19,6 +19,7 @@ export const domainCommands: CommandRegistry = {
   'iam-policy': () => import('./commands/iam-policy.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
+  'restore-stage': () => import('./commands/restore-stage.ts'),
   verify: () => import('./commands/verify.ts'),
   prune: () => import('./commands/prune.ts'),
   rekey: () => import('./commands/rekey.ts'),
