@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { simulateNative } from './simulate-native.ts';
 import { startSimFleet } from '../../sim/fleet.ts';
 import { defaultPgUrl } from '../../sim/postgres.ts';
 import { intOption, requiredString, stringOption, UsageError, type CliCommand } from '../command.ts';
@@ -8,13 +9,14 @@ export const command: CliCommand = {
   summary:
     'Starts N simulated VCSA 5.5 appliances (real PostgreSQL databases, services that keep writing) and an S3 endpoint, ' +
     'writes DIR/fleet.yaml for the workers, DIR/sim.json and DIR/audit.jsonl, and runs until SIGTERM or SIGINT, then removes everything it started.',
-  usage: '--count N --out DIR [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
+  usage: '--count N --out DIR [--profile vcsa-5.5|vcsa-native] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
   options: {
     count: { type: 'string', short: 'n' },
     out: { type: 'string', short: 'o' },
     's3-endpoint': { type: 'string' },
     'pg-url': { type: 'string' },
     'redis-url': { type: 'string' },
+    profile: { type: 'string' },
   },
   async run(ctx) {
     const count = intOption(ctx.values, 'count', 1);
@@ -30,6 +32,7 @@ export const command: CliCommand = {
     const redisUrl = stringOption(ctx.values, 'redis-url') ?? process.env['REDIS_URL'];
 
     if (ctx.signal.aborted) return 0;
+    if (stringOption(ctx.values, 'profile') === 'vcsa-native') return simulateNative(ctx, count, outDir, s3Endpoint, redisUrl);
     ctx.say(`simulate: starting ${count} appliance(s) in ${outDir}`);
     const fleet = await startSimFleet({
       count,
