@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import type { Config } from '../src/config/load.ts';
 import { errorMessage } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
-import { FleetLease } from '../src/locks/fleet-lease.ts';
+import { fleetLeaseFor } from '../src/locks/fleet-lease.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
 import { authChallenge, isAuthorized, resolveDashboardAuth, type DashboardAuth } from '../src/web/auth.ts';
 import { renderFleetFragments, renderFleetPage } from '../src/web/fleet-page.ts';
@@ -59,7 +59,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   }) as [Queue, Queue];
   const queues = [backupQueue, triggerQueue];
   const state = new FleetState(redis, config.redis.prefix);
-  const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger });
+  const lease = fleetLeaseFor(config, redis, { logger });
 
   const boardAdapter = new ExpressAdapter();
   boardAdapter.setBasePath(queuesPath);

@@ -6,7 +6,7 @@ import type { Logger } from '../src/log.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
 import { spoolHost } from '../src/backup/spool.ts';
 import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult, type JobHandle } from '../src/fleet/backup-job.ts';
-import { FleetLease, holderIdentity } from '../src/locks/fleet-lease.ts';
+import { fleetLeaseFor, holderIdentity } from '../src/locks/fleet-lease.ts';
 import { Watchdog } from '../src/locks/watchdog.ts';
 import { createNativeLease, isNativeTarget, processNativeJob, type NativeJobDeps } from '../src/native/native-job.ts';
 import { NativeWatchdog } from '../src/native/native-watchdog.ts';
@@ -48,13 +48,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   const connection = workerConnection(config.redis.url);
   connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error; reconnecting'));
   const holderId = holderIdentity(spoolHost());
-  const lease = new FleetLease(connection, {
-    prefix: config.redis.prefix,
-    maxConcurrent: config.quiesce.maxConcurrent,
-    leaseMs: config.quiesce.leaseSeconds * 1000,
-    holderId,
-    logger,
-  });
+  const lease = fleetLeaseFor(config, connection, { holderId, logger });
   const state = new FleetState(connection, config.redis.prefix);
   // notify.webhook: failure/recovery from each job, stale alerts from a timer (deduplicated in Redis).
   const notifier = createNotifier(config, connection, logger);
@@ -132,7 +126,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   );
   triggerWorker.on('error', (err) => logger.warn({ err: err.message }, 'trigger worker error'));
 
-  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId });
+  const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId, notifier });
   watchdog.start();
   const nativeWatchdog = new NativeWatchdog({ config, lease: nativeLease, redis: connection, logger: logger.child({ component: 'native-watchdog' }), rescuerId: holderId });
   nativeWatchdog.start();

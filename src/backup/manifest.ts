@@ -1,6 +1,10 @@
 import type { AgeEncryptionInfo } from '../crypto/age-stream.ts';
 import type { EncryptionInfo } from '../crypto/format.ts';
 import type { NativeBackupInfo } from '../native/backup-info.ts';
+import { targetNamePattern } from '../config/schema.ts';
+import { BackupError } from '../errors.ts';
+import { builtinProfiles } from '../profiles/builtin.ts';
+import type { Profile } from '../profiles/profile.ts';
 
 /**
  * The manifest is the commit point of a backup: written last, after every artifact was uploaded
@@ -93,34 +97,107 @@ export function manifestKey(prefix: string, target: string, id: string): string 
   return join(prefix, target, id, manifestFileName);
 }
 
-/** Checks a manifest read back from storage; throws a message naming the first bad field. */
-export function parseManifest(value: unknown, key: string): Manifest {
-  const fail = (why: string): never => {
-    throw new Error(`${key}: not a vcsa-backup manifest (${why})`);
+/**
+ * Where a manifest lives, taken from its key: `<prefix>/<target>/<id>/manifest.json`. Only these
+ * values (and the profile's own file names) build paths and keys afterwards, never the
+ * manifest's own words for them.
+ */
+export interface ManifestLocation {
+  readonly prefix: string;
+  readonly target: string;
+  readonly id: string;
+}
+
+export function manifestLocation(key: string): ManifestLocation | null {
+  const parts = key.split('/');
+  if (parts.length < 3 || parts[parts.length - 1] !== manifestFileName) return null;
+  const id = parts[parts.length - 2] ?? '';
+  const target = parts[parts.length - 3] ?? '';
+  return { prefix: parts.slice(0, -3).join('/'), target, id };
+}
+
+/** The stored names an artifact of a dump may have: gzip, age, or the old format's `.enc`. */
+export function storedFileNames(dumpFile: string): Record<'plain' | 'age' | 'legacy', string> {
+  return { plain: `${dumpFile}.gz`, age: `${dumpFile}.gz.age`, legacy: `${dumpFile}.gz.enc` };
+}
+
+const sha256Pattern = /^[0-9a-f]{64}$/;
+/** Names used in keys and on disk: no separators, no "." or "..", nothing a shell or S3 console mangles. */
+const safeSegment = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** `rekey` puts re-encrypted objects under `<id>/rekey-<backup id>/`. */
+const rekeyFolder = /^rekey-\d{8}T\d{6}(\.\d{3})?Z$/;
+
+function isByteCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Checks a manifest read back from storage, strictly: anyone who can write to the bucket can
+ * write a manifest, and restore and verify act on what it says. Its `target` and `id` must be
+ * where it lives, the id a backup id, every artifact a dump of its profile with that dump's
+ * stored name (no separators), keyed exactly `<prefix>/<target>/<id>/<file>` (or the `rekey-…/`
+ * folder of that backup), sizes and sha256s well formed. Anything else is MANIFEST_INVALID,
+ * raised before anything is downloaded, written or stopped.
+ */
+export function parseManifest(value: unknown, key: string, profiles: ReadonlyMap<string, Profile> = builtinProfiles): Manifest {
+  const fail = (field: string, why: string): never => {
+    throw new BackupError(
+      'MANIFEST_INVALID',
+      `${key}: not a valid vcsa-backup manifest (${field}: ${why}); it is ignored. Nothing was downloaded or touched — check who can write to the bucket, and delete or move that object`,
+      { permanent: true, details: { manifestKey: key, field } },
+    );
   };
-  if (value === null || typeof value !== 'object') return fail('not a JSON object');
+  const where = manifestLocation(key);
+  if (!where) return fail('key', `expected <prefix>/<target>/<id>/${manifestFileName}`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return fail('(top level)', 'not a JSON object');
   const m = value as Record<string, unknown>;
-  if (m['format'] !== manifestFormat) fail(`format ${JSON.stringify(m['format'])}, expected ${manifestFormat}`);
+  if (m['format'] !== manifestFormat) fail('format', `${JSON.stringify(m['format'])}, expected ${manifestFormat}`);
   for (const field of ['id', 'target', 'profile', 'createdAt'] as const) {
-    if (typeof m[field] !== 'string') fail(`${field} missing`);
+    if (typeof m[field] !== 'string') fail(field, 'missing or not a string');
   }
-  if (!Array.isArray(m['artifacts']) || m['artifacts'].length === 0) fail('no artifacts');
+  if (m['id'] !== where.id) fail('id', `${JSON.stringify(m['id'])} but the manifest lives under backup id ${JSON.stringify(where.id)}`);
+  if (parseBackupId(where.id) === null) fail('id', `${JSON.stringify(where.id)} is not a backup id (UTC time as 20261126T020000.123Z)`);
+  if (m['target'] !== where.target) fail('target', `${JSON.stringify(m['target'])} but the manifest lives under target ${JSON.stringify(where.target)}`);
+  if (!targetNamePattern.test(where.target)) fail('target', `${JSON.stringify(where.target)} is not a target name`);
+  const profile = profiles.get(m['profile'] as string);
+  if (!profile) fail('profile', `${JSON.stringify(m['profile'])} is not a profile this version knows (${[...profiles.keys()].join(', ')})`);
+  const dumps = (profile as Profile).dumps;
+  const backupDir = backupPrefix(where.prefix, where.target, where.id);
+  if (!Array.isArray(m['artifacts']) || m['artifacts'].length === 0) fail('artifacts', 'missing or empty');
+  const names = new Set<string>();
   for (const [i, a] of (m['artifacts'] as unknown[]).entries()) {
+    const at = `artifacts[${i}]`;
+    if (a === null || typeof a !== 'object' || Array.isArray(a)) return fail(at, 'not an object');
     const art = a as Record<string, unknown>;
-    if (typeof art['key'] !== 'string' || typeof art['bytes'] !== 'number' || typeof art['sha256'] !== 'string') {
-      fail(`artifacts[${i}] lacks key, bytes or sha256`);
-    }
+    const dump = dumps.find((d) => d.name === art['name']);
+    if (!dump) return fail(`${at}.name`, `${JSON.stringify(art['name'])} is not a dump of profile ${(profile as Profile).name} (${dumps.map((d) => d.name).join(', ')})`);
+    if (names.has(dump.name)) fail(`${at}.name`, `${dump.name} is listed twice`);
+    names.add(dump.name);
     const enc = art['encryption'];
     if (enc !== undefined && enc !== null && (typeof enc !== 'object' || typeof (enc as Record<string, unknown>)['algorithm'] !== 'string')) {
-      fail(`artifacts[${i}].encryption is neither null nor { algorithm, … }`);
+      fail(`${at}.encryption`, 'neither null nor { algorithm, … }');
     }
-    if (enc && (enc as Record<string, unknown>)['algorithm'] === 'age') {
+    const algorithm = enc ? ((enc as Record<string, unknown>)['algorithm'] as string) : null;
+    const stored = storedFileNames(dump.file);
+    const expectedFile = algorithm === null ? stored.plain : algorithm === 'age' ? stored.age : stored.legacy;
+    if (art['file'] !== expectedFile) fail(`${at}.file`, `${JSON.stringify(art['file'])}; the ${dump.name} dump ${algorithm === null ? 'unencrypted' : `encrypted with ${algorithm}`} is stored as ${JSON.stringify(expectedFile)}`);
+    if (!safeSegment.test(expectedFile)) fail(`${at}.file`, `profile file name ${JSON.stringify(expectedFile)} is not a plain file name`);
+    const artKey = art['key'];
+    const underRekey = typeof artKey === 'string' && artKey.startsWith(backupDir) && rekeyFolder.test(artKey.slice(backupDir.length).split('/')[0] ?? '') && artKey === `${backupDir}${artKey.slice(backupDir.length).split('/')[0] ?? ''}/${expectedFile}`;
+    if (artKey !== `${backupDir}${expectedFile}` && !underRekey) fail(`${at}.key`, `${JSON.stringify(artKey)}; expected ${JSON.stringify(`${backupDir}${expectedFile}`)} (the backup's own folder)`);
+    if (!isByteCount(art['bytes'])) fail(`${at}.bytes`, 'not a byte count');
+    if (typeof art['sha256'] !== 'string' || !sha256Pattern.test(art['sha256'])) fail(`${at}.sha256`, 'not a sha256 in hex');
+    if (art['rawBytes'] !== undefined && !isByteCount(art['rawBytes'])) fail(`${at}.rawBytes`, 'not a byte count');
+    if (art['rawSha256'] !== undefined && (typeof art['rawSha256'] !== 'string' || !sha256Pattern.test(art['rawSha256']))) fail(`${at}.rawSha256`, 'not a sha256 in hex');
+    if (art['compression'] !== undefined && art['compression'] !== 'gzip') fail(`${at}.compression`, `${JSON.stringify(art['compression'])}, expected "gzip"`);
+    if (art['format'] !== undefined && art['format'] !== 'plain-sql' && art['format'] !== 'pg-custom') fail(`${at}.format`, `${JSON.stringify(art['format'])}, expected "plain-sql" or "pg-custom"`);
+    if (algorithm === 'age') {
       const age = enc as Record<string, unknown>;
       const recipients = age['recipients'];
       const passphrase = age['passphrase'];
-      if (!Array.isArray(recipients) || !recipients.every((r) => typeof r === 'string')) fail(`artifacts[${i}].encryption.recipients is not a list of age public keys`);
-      if (passphrase !== null && (typeof passphrase !== 'object' || (passphrase as Record<string, unknown>)['kdf'] !== 'scrypt')) fail(`artifacts[${i}].encryption.passphrase is neither null nor { kdf: "scrypt", … }`);
-      if ((recipients as unknown[]).length === 0 && passphrase === null) fail(`artifacts[${i}].encryption names neither recipients nor a passphrase`);
+      if (!Array.isArray(recipients) || !recipients.every((r) => typeof r === 'string')) fail(`${at}.encryption.recipients`, 'not a list of age public keys');
+      if (passphrase !== null && (typeof passphrase !== 'object' || (passphrase as Record<string, unknown>)['kdf'] !== 'scrypt')) fail(`${at}.encryption.passphrase`, 'neither null nor { kdf: "scrypt", … }');
+      if ((recipients as unknown[]).length === 0 && passphrase === null) fail(`${at}.encryption`, 'names neither recipients nor a passphrase');
     }
   }
   return value as Manifest;

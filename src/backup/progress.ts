@@ -10,14 +10,3 @@ export interface ProgressEvent {
 }
 
 export type ProgressListener = (event: ProgressEvent) => void;
-
-/**
- * Checked before each step that touches the appliance. The fleet runner's guard throws when its
- * fenced lease is no longer held (a watchdog may be restarting the appliance); the in-process
- * `backup` command has no lease.
- */
-export interface QuiesceGuard {
-  assertHeld(step: BackupStep): Promise<void>;
-}
-
-export const noGuard: QuiesceGuard = { assertHeld: () => Promise.resolve() };

@@ -10,7 +10,7 @@ import { gzipName, requireKeys } from '../crypto/open-artifact.ts';
 import { reencryptArtifact } from '../crypto/reencrypt.ts';
 import { BackupError, ConfigError, errorCode, errorMessage } from '../errors.ts';
 import { holderIdentity } from '../locks/fleet-lease.ts';
-import { acquireTargetLock } from '../locks/target-lock.ts';
+import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
 import type { Logger } from '../log.ts';
 import { downloadArtifact } from '../restore/fetch-artifacts.ts';
 import { createWorkDir } from '../restore/work-dir.ts';
@@ -195,7 +195,7 @@ async function rekeyOne(input: RekeyInput, entry: CatalogEntry, to: AgeTarget, i
     prefix: config.redis.prefix,
     target: input.target,
     holder: input.holderId ?? holderIdentity('rekey'),
-    ttlMs: Math.max(30_000, config.quiesce.leaseSeconds * 1000),
+    ttlMs: targetLockTtlMs(config),
     logger,
     purpose: 'rekey',
     waitMs: config.quiesce.waitSeconds * 1000,

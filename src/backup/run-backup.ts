@@ -3,10 +3,10 @@ import type { Executor } from '../executors/executor.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor, type Manifest } from './manifest.ts';
-import { noGuard, type ProgressListener, type QuiesceGuard } from './progress.ts';
+import type { ProgressListener } from './progress.ts';
 import { quiesceAndDump } from './quiesce-step.ts';
 import { removeSupersededSpools } from './spool.ts';
-import { uploadSpool, uploadWhileQuiesced } from './upload-step.ts';
+import { uploadSpool } from './upload-step.ts';
 
 export interface BackupInput {
   readonly config: Config;
@@ -15,7 +15,6 @@ export interface BackupInput {
   readonly store: ObjectStore;
   readonly logger: Logger;
   readonly signal?: AbortSignal;
-  readonly guard?: QuiesceGuard;
   readonly onProgress?: ProgressListener;
   /** Defaults to now. */
   readonly id?: string;
@@ -37,18 +36,18 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
   };
-  const spool = await quiesceAndDump({
+  const { spool, uploaded } = await quiesceAndDump({
     config: input.config,
     target: input.target,
     executor: input.executor,
     id,
     logger: logger.child({ step: 'quiesce' }),
-    guard: input.guard ?? noGuard,
+    lease: null,
     ...(input.signal ? { signal: input.signal } : {}),
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
-    whileQuiesced: uploadWhileQuiesced(upload),
+    store: input.store,
   });
-  const outcome = await uploadSpool({ ...upload, spool });
+  const outcome = await uploadSpool({ ...upload, spool, uploaded });
   // Spools of earlier runs whose upload failed (this command does not retry them) are superseded now.
   await removeSupersededSpools(input.config.spool.dir, input.target.name, outcome.manifest.id).catch(() => undefined);
   return outcome;

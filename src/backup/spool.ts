@@ -16,7 +16,12 @@ export interface SpoolArtifact {
   readonly file: string;
   readonly format: 'plain-sql' | 'pg-custom' | 'vcsa-native';
   readonly rawBytes: number;
-  readonly rawSha256: string;
+  /**
+   * sha256 of the raw dump, when it was taken while dumping. The dump step leaves it out so
+   * that nothing but writing happens while the services are down: the compression step hashes
+   * the raw file as it reads it (CompressedFile.rawSha256).
+   */
+  readonly rawSha256?: string;
   readonly dumpMs: number;
 }
 

@@ -1,11 +1,9 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/load.ts';
-import { BackupError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
-import { compressOnce, type CompressedFile } from './compress.ts';
+import { compressOnce, type CompressedFile, type GzippedDump } from './compress.ts';
 import { encryptedSuffix, encryptionTarget, encryptOnce, type EncryptedFile } from './encrypt.ts';
 import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
@@ -25,28 +23,15 @@ export interface UploadedArtifacts {
   readonly timings: Readonly<Record<string, number>>;
 }
 
-const uploadedFile = 'uploaded.json';
-
 export interface UploadResult {
   readonly manifest: Manifest;
   readonly manifestKey: string;
 }
 
 /**
- * quiesce.startServicesAfter: upload (the classic order): the step that uploads the artifacts
- * while the services are still stopped, for `quiesceAndDump`'s whileQuiesced; undefined otherwise.
- */
-export function uploadWhileQuiesced(input: Omit<UploadStepInput, 'spool'>): ((spool: SpoolRecord) => Promise<void>) | undefined {
-  if (input.config.quiesce.startServicesAfter !== 'upload') return undefined;
-  return async (spool) => {
-    await uploadArtifacts({ ...input, spool });
-  };
-}
-
-/**
- * gzip → (encrypt) → upload and verify every artifact of a spool, without the manifest. Records
- * what was uploaded in the spool (uploaded.json), so that committing later — after the services
- * were started, with startServicesAfter: upload — does not send the objects again.
+ * gzip → (encrypt) → upload and verify every artifact of a spool, without the manifest. With
+ * quiesce.startServicesAfter: upload this runs inside the quiesced section; `uploadSpool` then
+ * commits what it returns once the services are back.
  */
 export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedArtifacts> {
   const { config, spool, store, logger, signal } = input;
@@ -55,10 +40,10 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
   const artifacts: ManifestArtifact[] = [];
 
   const compressAt = Date.now();
-  const compressed: CompressedFile[] = [];
+  const compressed: GzippedDump[] = [];
   for (const artifact of spool.artifacts) {
     emit({ target: spool.target, step: 'compress', artifact: artifact.name });
-    compressed.push(await compressOnce(join(spool.dir, artifact.file), config.compression.level, signal));
+    compressed.push(await compressOnce(join(spool.dir, artifact.file), config.compression, signal));
   }
   timings['compressMs'] = Date.now() - compressAt;
 
@@ -97,7 +82,8 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
       bytes: put.bytes,
       sha256: put.sha256,
       rawBytes: artifact.rawBytes,
-      rawSha256: artifact.rawSha256,
+      // Hashed while compressing, unless the dump step took it (older spools).
+      rawSha256: artifact.rawSha256 ?? compressed[i]?.rawSha256 ?? '',
       compression: 'gzip',
       encryption: encrypted,
       format: artifact.format,
@@ -105,36 +91,20 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
   }
   timings['uploadMs'] = Date.now() - uploadAt;
 
-  const result: UploadedArtifacts = { artifacts, timings };
-  await writeFile(join(spool.dir, uploadedFile), JSON.stringify(result));
-  return result;
-}
-
-/** Artifacts an earlier call uploaded, if every one is still there with its size. */
-async function readUploaded(dir: string, store: ObjectStore): Promise<UploadedArtifacts | null> {
-  let recorded: UploadedArtifacts;
-  try {
-    recorded = JSON.parse(await readFile(join(dir, uploadedFile), 'utf8')) as UploadedArtifacts;
-  } catch {
-    return null;
-  }
-  for (const a of recorded.artifacts) {
-    const info = await store.head(a.key);
-    if (!info || info.bytes !== a.bytes) return null;
-  }
-  return recorded;
+  return { artifacts, timings };
 }
 
 /**
- * spool → gzip → (encrypt, when configured) → upload each artifact (verified by the store) → manifest.json last → delete the
- * spool. Idempotent: run it again after a failure and it picks up from the spool. The spool is
- * deleted only after the manifest, the commit point, is stored and verified.
+ * spool → gzip → (encrypt, when configured) → upload each artifact (verified by the store) →
+ * manifest.json last → delete the spool. `uploaded`: the artifacts this process just uploaded
+ * with the services stopped (startServicesAfter: upload); they are committed as they are. Run it
+ * again after a failure and it starts over from the spool. The spool is deleted only after the
+ * manifest, the commit point, is stored and verified.
  */
-export async function uploadSpool(input: UploadStepInput): Promise<UploadResult> {
+export async function uploadSpool(input: UploadStepInput & { readonly uploaded?: UploadedArtifacts | null }): Promise<UploadResult> {
   const { config, spool, store, logger, signal } = input;
   const emit = input.onProgress ?? (() => undefined);
-  const reused = await readUploaded(spool.dir, store);
-  const uploaded = reused ?? (await uploadArtifacts(input));
+  const uploaded = input.uploaded ?? (await uploadArtifacts(input));
   const timings: Record<string, number> = { ...spool.timings, ...uploaded.timings };
   const artifacts = uploaded.artifacts;
 
@@ -155,13 +125,6 @@ export async function uploadSpool(input: UploadStepInput): Promise<UploadResult>
   };
   const key = manifestKey(config.s3.prefix, spool.target, spool.id);
   await store.putBytes(key, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });
-  if (reused && !(await readUploaded(spool.dir, store))) {
-    // Objects uploaded by an earlier attempt vanished while the manifest was written (prune takes
-    // day-old objects without a manifest): withdraw the manifest and upload again next time.
-    await store.deleteMany([key]);
-    await rm(join(spool.dir, uploadedFile), { force: true });
-    throw new BackupError('S3_VERIFY_FAILED', `objects of backup ${spool.id} uploaded earlier are gone from ${store.description}; they will be uploaded again`);
-  }
   logger.info({ manifestKey: key }, 'backup committed');
   await removeSpool(spool.dir);
   return { manifest, manifestKey: key };

@@ -1,5 +1,5 @@
-import { manifestFileName, parseBackupId, parseManifest, targetPrefix, type Manifest } from '../backup/manifest.ts';
-import { BackupError, errorMessage } from '../errors.ts';
+import { manifestFileName, manifestLocation, parseBackupId, parseManifest, targetPrefix, type Manifest } from '../backup/manifest.ts';
+import { BackupError, errorCode, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 
@@ -75,8 +75,11 @@ export function newestFirst<T extends { readonly id: string; readonly at: Date }
 
 export interface ListOptions {
   readonly logger?: Logger;
-  /** Called for a manifest that exists but cannot be read or parsed; such backups are not listed. */
-  readonly onDamaged?: (key: string, reason: string) => void;
+  /**
+   * Called for a manifest that exists but cannot be read or parsed, or that fails the strict
+   * checks (code MANIFEST_INVALID); such backups are not listed.
+   */
+  readonly onDamaged?: (key: string, reason: string, code: string) => void;
 }
 
 /**
@@ -97,8 +100,9 @@ export async function readManifests(store: ObjectStore, stored: readonly StoredB
         read.push({ stored: s, manifest: result.value });
       } else {
         const reason = errorMessage(result.reason);
-        options.logger?.warn({ manifestKey: s.manifestKey, reason }, 'manifest unreadable; backup not listed');
-        options.onDamaged?.(s.manifestKey, reason);
+        const code = errorCode(result.reason);
+        options.logger?.warn({ manifestKey: s.manifestKey, code, reason }, 'manifest unreadable or invalid; backup not listed');
+        options.onDamaged?.(s.manifestKey, reason, code);
       }
     });
   }
@@ -116,7 +120,26 @@ export async function listBackups(store: ObjectStore, prefix: string, target: st
  * names the ids that do exist.
  */
 export async function findBackup(store: ObjectStore, prefix: string, target: string, id: string, options: ListOptions = {}): Promise<CatalogEntry> {
-  const entries = await listBackups(store, prefix, target, options);
+  const damaged: { id: string; key: string; reason: string; code: string }[] = [];
+  const entries = await listBackups(store, prefix, target, {
+    ...options,
+    onDamaged: (key, reason, code) => {
+      damaged.push({ id: manifestLocation(key)?.id ?? '', key, reason, code });
+      options.onDamaged?.(key, reason, code);
+    },
+  });
+  const refuse = (d: { key: string; reason: string; code: string }, why: string): never => {
+    throw new BackupError(d.code === 'MANIFEST_INVALID' ? 'MANIFEST_INVALID' : 'MANIFEST_UNREADABLE', `${why}: ${d.reason}`, { permanent: true, details: { manifestKey: d.key } });
+  };
+  const asked = damaged.find((d) => d.id === id);
+  if (asked) refuse(asked, `--backup ${id}: its manifest cannot be trusted`);
+  if (id === 'latest') {
+    // "latest" must not quietly fall back to an older backup when the newest one is damaged or
+    // crafted: the operator asked for the newest, and would restore something older unawares.
+    const newest = entries[0];
+    const newer = damaged.find((d) => parseBackupId(d.id) === null || newest === undefined || d.id > newest.id);
+    if (newer) refuse(newer, `--backup latest: the newest manifest of ${target} cannot be trusted (pass --backup ID to choose an older backup)`);
+  }
   if (entries.length === 0) {
     throw new BackupError('BACKUP_NOT_FOUND', `no complete backup of ${target} in ${store.description} (under ${targetPrefix(prefix, target)}); run \`vcsa-backup backup --target ${target}\` first`, { permanent: true });
   }

@@ -1,5 +1,6 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Config } from '../config/load.ts';
+import type { ConfigRole } from '../config/roles.ts';
 import type { Logger } from '../log.ts';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -32,6 +33,10 @@ export interface CliCommand {
   /** Usage line after `vcsa-backup <name>`. */
   readonly usage: string;
   readonly options: OptionSpec;
+  /** Settings this command uses beyond the common ones, checked when it loads the config (config/roles.ts). */
+  readonly needs?: readonly ConfigRole[];
+  /** Subcommands it takes as positionals (`lease release`); commands without take none. */
+  readonly subcommands?: readonly string[];
   /** Log level when neither --log-level nor LOG_LEVEL is given (default info). */
   readonly defaultLogLevel?: string;
   run(ctx: CliContext): Promise<number>;

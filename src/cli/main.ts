@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../config/load.ts';
+import { checkRoleSettings } from '../config/roles.ts';
 import { BackupError, ConfigError, errorCode, errorMessage } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { exitCodes, UsageError, type CliCommand, type CliContext, type OptionSpec } from './command.ts';
@@ -47,32 +48,49 @@ function defaultConfigPath(): string {
   return process.env['VCSA_BACKUP_CONFIG'] ?? 'fleet.yaml';
 }
 
-export async function main(argv: readonly string[], extraCommands: CommandRegistry = {}): Promise<number> {
+/** Where a command's output goes: the process's streams, or a test's buffers (runCliInProcess). */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+const processIo: CliIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+export async function main(argv: readonly string[], extraCommands: CommandRegistry = {}, io: CliIo = processIo): Promise<number> {
   const commands: CommandRegistry = { ...domainCommands, ...extraCommands };
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stderr.write(`${usage(commands)}\n`);
+    io.stderr(`${usage(commands)}\n`);
     return name === undefined ? exitCodes.badInput : exitCodes.ok;
   }
   const loader = commands[name];
   if (!loader) {
-    process.stderr.write(`vcsa-backup: unknown command "${name}"\n\n${usage(commands)}\n`);
+    io.stderr(`vcsa-backup: unknown command "${name}"\n\n${usage(commands)}\n`);
     return exitCodes.badInput;
   }
   const { command } = await loader();
   const json = rest.includes('--json');
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: false, strict: true });
+    parsed = parseArgs({ args: [...rest], options: { ...globalOptions, ...command.options }, allowPositionals: command.subcommands !== undefined, strict: true, tokens: true });
   } catch (err) {
-    return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json);
+    return reportError(new UsageError(`${errorMessage(err)}\nusage: vcsa-backup ${command.name} ${command.usage}`), json, io);
   }
   const values = parsed.values;
   if (values['help'] === true) {
-    process.stdout.write(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
+    io.stdout(`vcsa-backup ${command.name} ${command.usage}\n\n${command.summary}\n`);
     return exitCodes.ok;
   }
-  const logger = createLogger({ level: typeof values['log-level'] === 'string' ? values['log-level'] : process.env['LOG_LEVEL'] ?? command.defaultLogLevel ?? 'info' }).child({ command: command.name });
+  const repeated = repeatedOptions(parsed.tokens ?? [], { ...globalOptions, ...command.options });
+  if (repeated.length > 0) {
+    return reportError(new UsageError(`${repeated.map((o) => `--${o}: given more than once; ${command.name} takes one`).join('\n')}\nusage: vcsa-backup ${command.name} ${command.usage}`), json, io);
+  }
+  const level = logLevel(values['log-level'], process.env['LOG_LEVEL'], command.defaultLogLevel);
+  if (level instanceof UsageError) return reportError(level, json, io);
+  const logger = createLogger({ level }).child({ command: command.name });
 
   const controller = new AbortController();
   let signals = 0;
@@ -96,36 +114,62 @@ export async function main(argv: readonly string[], extraCommands: CommandRegist
     json: values['json'] === true,
     logger,
     signal: controller.signal,
-    tty: process.stderr.isTTY === true,
+    tty: io === processIo && process.stderr.isTTY === true,
     config() {
       if (config) return config;
       const path = typeof values['config'] === 'string' ? values['config'] : defaultConfigPath();
       if (!existsSync(path)) {
         throw new ConfigError([`--config: ${path} does not exist; pass --config PATH (or set VCSA_BACKUP_CONFIG)`]);
       }
-      config = loadConfig(path);
+      const loaded = loadConfig(path);
+      checkRoleSettings(loaded, command.needs ?? []);
+      config = loaded;
       return config;
     },
-    out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
-    say: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+    out: (text) => void io.stdout(text.endsWith('\n') ? text : `${text}\n`),
+    say: (text) => void io.stderr(text.endsWith('\n') ? text : `${text}\n`),
   };
   try {
     return await command.run(ctx);
   } catch (err) {
     if (!(err instanceof UsageError || err instanceof ConfigError)) logger.error({ err }, 'command failed');
-    return reportError(err, ctx.json);
+    return reportError(err, ctx.json, io);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
 }
 
-function reportError(err: unknown, json: boolean): number {
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** --log-level, else LOG_LEVEL, else the command's default; a bogus one is bad input naming its source. */
+function logLevel(option: unknown, env: string | undefined, fallback: string | undefined): string | UsageError {
+  const [value, source] = typeof option === 'string' ? [option, '--log-level'] : env !== undefined && env !== '' ? [env, 'LOG_LEVEL (environment)'] : [fallback ?? 'info', 'default'];
+  if (logLevels.includes(value)) return value;
+  return new UsageError(`${source}: unknown log level ${JSON.stringify(value)}; use one of ${logLevels.join(', ')}`);
+}
+
+/**
+ * Options given twice that take one value: parseArgs keeps the last one silently, and
+ * `restore --target vc01 --target vc02` must not quietly restore vc02. Booleans repeated are harmless.
+ */
+function repeatedOptions(tokens: readonly { kind: string; name?: string }[], spec: OptionSpec): string[] {
+  const seen = new Map<string, number>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined) continue;
+    const option = spec[t.name];
+    if (!option || option.type !== 'string' || option.multiple === true) continue;
+    seen.set(t.name, (seen.get(t.name) ?? 0) + 1);
+  }
+  return [...seen.entries()].filter(([, n]) => n > 1).map(([name]) => name);
+}
+
+function reportError(err: unknown, json: boolean, io: CliIo): number {
   const bad = err instanceof UsageError || err instanceof ConfigError;
   const code = err instanceof UsageError ? 'USAGE' : errorCode(err);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ error: { code, message: errorMessage(err) } })}\n`);
+    io.stdout(`${JSON.stringify({ error: { code, message: errorMessage(err) } })}\n`);
   }
-  process.stderr.write(`vcsa-backup: ${errorMessage(err)}\n`);
+  io.stderr(`vcsa-backup: ${errorMessage(err)}\n`);
   return bad ? exitCodes.badInput : exitCodes.failed;
 }

@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { CronExpressionParser } from 'cron-parser';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import ssh2 from 'ssh2';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { builtinProfiles } from '../profiles/builtin.ts';
 import type { Profile } from '../profiles/profile.ts';
 import { bindProfile, type ResolvedProfile, unknownPlaceholders, resolveVariables } from '../profiles/render.ts';
 import { AgeIdentities, recipientProblem } from '../crypto/age-keys.ts';
-import { configSchema, type ParsedConfig } from './schema.ts';
+import { configSchema, redisUrlProblem, type ParsedConfig } from './schema.ts';
 import { resolveSecret, type Secret, type SecretRef } from './secret.ts';
+import { parseConfigYaml } from './yaml.ts';
 import {
   nativeProfileName,
   resolveNativeApi,
@@ -107,6 +108,11 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string[] {
     // Secret references: say what the forms are instead of three nested messages.
     return [`${path}: expected a string, { env: NAME } or { file: PATH }`];
   }
+  if (issue.code === 'too_big' || issue.code === 'too_small' || (issue.code === 'invalid_type' && issue.expected === 'number')) {
+    // Numbers are never secrets: show what was given beside the bounds and their reason.
+    const got = valueAt(raw, issue.path);
+    return [`${path}: ${issue.message}, got ${typeof got === 'number' ? String(got) : JSON.stringify(got)}`];
+  }
   if (issue.code === 'invalid_value' && 'values' in issue) {
     return [`${path}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(valueAt(raw, issue.path))}`];
   }
@@ -133,7 +139,13 @@ function scheduleIssues(schedule: { cron: string; tz: string }, at: string): str
     issues.push(`${at}.cron: expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), got ${fields} in ${JSON.stringify(schedule.cron)}`);
   } else {
     try {
-      CronExpressionParser.parse(schedule.cron, tzOk ? { tz: schedule.tz } : {});
+      const expression = CronExpressionParser.parse(schedule.cron, tzOk ? { tz: schedule.tz } : {});
+      // A backup of a whole fleet takes minutes at least: a pattern that fires several times in
+      // one minute only piles up triggers (and once a second floods Redis with them).
+      const seconds = expression.fields.second.values;
+      if (seconds.length > 1) {
+        issues.push(`${at}.cron: ${JSON.stringify(schedule.cron)} fires ${seconds.length} times a minute; fire at most once a minute (a single value in the seconds field, e.g. "0 ${schedule.cron.trim().split(/\s+/).slice(1).join(' ')}", or use 5 fields)`);
+      }
     } catch (err) {
       issues.push(`${at}.cron: ${JSON.stringify(schedule.cron)} is not a valid cron pattern (${(err as Error).message})`);
     }
@@ -219,6 +231,14 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
       const pk = secret(privateKey, `${at}.executor.privateKey`);
       const pp = secret(passphrase, `${at}.executor.passphrase`);
       const pw = secret(password, `${at}.executor.password`);
+      if (pk) {
+        // Parsed now, not at the first connection: a garbage key fails `schedule` and `worker`
+        // start-up with the field named. ssh2's messages never quote the key.
+        const key = ssh2.utils.parseKey(pk.reveal(), pp?.reveal());
+        if (key instanceof Error) {
+          issues.push(`${at}.executor.privateKey: not a usable private key from ${pk.source} (${key.message}); give an OpenSSH or PEM private key${pp ? ' and its passphrase' : ', with executor.passphrase if it is encrypted'}`);
+        }
+      }
       executor = { ...rest, ...(pk ? { privateKey: pk } : {}), ...(pp ? { passphrase: pp } : {}), ...(pw ? { password: pw } : {}) };
     } else {
       executor = t.executor;
@@ -259,6 +279,11 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
 
   // REDIS_URL, when set, wins over the file: one switch for every command (DESIGN §6).
   const redisUrl = env['REDIS_URL'];
+  if (redisUrl) {
+    const problem = redisUrlProblem(redisUrl);
+    if (problem) issues.push(`REDIS_URL (environment, overrides redis.url): ${problem}`);
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
   const { encryption: _encryptionRefs, native: _nativeRefs, ...rest } = parsed;
   return {
     ...rest,
@@ -322,16 +347,7 @@ export function loadConfig(path: string, options: LoadOptions = {}): Config {
   } catch (err) {
     throw new ConfigError([`--config: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pass --config PATH or create fleet.yaml`]);
   }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    if (err instanceof YAMLParseError) {
-      const pos = err.linePos?.[0];
-      throw new ConfigError([`${path}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML: ${err.message.split('\n')[0] ?? ''}`]);
-    }
-    throw err;
-  }
+  const raw = parseConfigYaml(text, path);
   return parseConfig(raw ?? {}, { ...options, source: path });
 }
 

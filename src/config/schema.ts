@@ -19,7 +19,27 @@ const targetName = z
   .regex(targetNamePattern, 'use letters, digits, ".", "_" or "-" (no colons or spaces), at most 63 characters')
   .refine((name) => !/^\d+$/.test(name), 'must not be all digits (BullMQ reserves numeric job ids)');
 
-const seconds = z.number().positive();
+/**
+ * Node's timers hold at most 2^31-1 ms (about 24.8 days): a longer delay fires after 1 ms, which
+ * would turn a dump timeout into "stop the services, then time out at once".
+ */
+export const maxTimerSeconds = Math.floor((2 ** 31 - 1) / 1000);
+
+/**
+ * A number from `min` to `max`, the reason for the bounds in the message (load.ts appends the
+ * value given). Every number in the config has bounds: an unbounded one has already overflowed
+ * a timer and flooded Redis.
+ */
+function bounded(min: number, max: number, why: string, options: { int?: boolean; minExclusive?: boolean } = {}): z.ZodNumber {
+  const what = `${options.int ? 'an integer' : 'a number'} ${options.minExclusive ? `above ${min}` : `from ${min}`} to ${max} (${why})`;
+  let n = z.number({ error: `expected ${what}` });
+  if (options.int) n = n.int({ error: `expected ${what}` });
+  n = options.minExclusive ? n.gt(min, { error: `expected ${what}` }) : n.min(min, { error: `expected ${what}` });
+  return n.max(max, { error: `expected ${what}` });
+}
+
+const timerSeconds = (min: number): z.ZodNumber => bounded(min, maxTimerSeconds, "Node's timers hold at most 2^31-1 ms, 24.8 days; a longer one fires at once");
+const count = (min: number, max: number, why: string): z.ZodNumber => bounded(min, max, why, { int: true });
 
 const localExecutor = z.strictObject({
   type: z.literal('local'),
@@ -30,7 +50,7 @@ const localExecutor = z.strictObject({
 const sshExecutor = z.strictObject({
   type: z.literal('ssh'),
   host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
+  port: count(1, 65535, 'a TCP port').default(22),
   user: z.string().min(1).default('root'),
   /** Pinned host key, as OpenSSH prints it: "SHA256:base64…". Either this or knownHosts is required. */
   hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'expected "SHA256:<base64>" as printed by `ssh-keygen -lf`').optional(),
@@ -40,8 +60,8 @@ const sshExecutor = z.strictObject({
   password: secretRef.optional(),
   /** Path of the ssh-agent socket; `true` means $SSH_AUTH_SOCK. */
   agent: z.union([z.boolean(), z.string().min(1)]).optional(),
-  keepaliveSeconds: seconds.default(15),
-  connectTimeoutSeconds: seconds.default(20),
+  keepaliveSeconds: bounded(1, 3600, 'keepalives while a dump runs; rarer than hourly lets a dead connection hang the job').default(15),
+  connectTimeoutSeconds: bounded(1, 600, 'a connection not made within 10 minutes will not be').default(20),
 });
 
 const dockerExecutor = z.strictObject({
@@ -54,6 +74,84 @@ const dockerExecutor = z.strictObject({
   user: z.string().min(1).optional(),
 });
 
+/**
+ * S3's bucket naming rules (virtual-host style needs DNS names; S3-compatible servers follow
+ * them too): 3–63 characters of lowercase letters, digits, "." and "-", starting and ending with
+ * a letter or digit, no "..", not an IP address.
+ */
+export const bucketName = z
+  .string({ error: 'expected the bucket name as a string' })
+  .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not a valid bucket name: 3 to 63 lowercase letters, digits, "." or "-", starting and ending with a letter or digit')
+  .refine((b) => !b.includes('..') && !b.includes('.-') && !b.includes('-.'), 'not a valid bucket name: no "..", ".-" or "-."')
+  .refine((b) => !/^\d+\.\d+\.\d+\.\d+$/.test(b), 'not a valid bucket name: must not look like an IP address');
+
+/**
+ * A key prefix that makes the same keys on every server: no leading "/", no empty segment
+ * ("//"), no "." or ".." segment, no colon (consoles mangle them), printable characters only.
+ * A trailing "/" is allowed and ignored.
+ */
+export const keyPrefix = z
+  .string({ error: 'expected the key prefix as a string' })
+  .regex(/^[^:]*$/, 'no colons')
+  .refine((p) => !p.startsWith('/'), 'must not start with "/" (keys would differ between servers); write "fleet/a", not "/fleet/a"')
+  .refine((p) => !p.replace(/\/$/, '').includes('//'), 'contains an empty path segment ("//")')
+  .refine((p) => !p.split('/').some((seg) => seg === '.' || seg === '..'), 'must not contain "." or ".." segments')
+  .refine((p) => !/[\u0000-\u001f\u007f\\]/.test(p), 'must not contain control characters or "\\"')
+  .refine((p) => p.length <= 512, 'at most 512 characters');
+
+/** An http:// or https:// URL (other schemes are refused at load, not at the first request). */
+export function httpUrl(what: string): z.ZodType<string> {
+  return z.string({ error: `expected ${what} URL as a string` }).refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, `expected ${what} as an http:// or https:// URL, such as "https://s3.example.net:9000"`);
+}
+
+/** redis:// or rediss:// (TLS). Checked here so that a typo is exit 2, not a driver error later. */
+export function redisUrlProblem(value: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return 'not a URL; expected redis://[user:password@]host:port[/db] or rediss://… for TLS';
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') return `scheme ${u.protocol} is not redis: or rediss:; expected redis://host:port`;
+  if (u.hostname === '') return 'no host; expected redis://host:port';
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d{1,2}$/.test(u.pathname)) return 'the path must be a database number, e.g. redis://host:6379/0';
+  return null;
+}
+const redisUrl = z.string({ error: 'expected a redis:// URL as a string' }).superRefine((value, ctx) => {
+  const problem = redisUrlProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/** postgres:// or postgresql:// with a host: the server that `verify` restores into. */
+const postgresUrl = z.string({ error: 'expected a postgres:// URL as a string' }).refine((value) => {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}, 'expected postgres://user[:password]@host:port/database');
+
+/**
+ * Virtual file systems are not storage: mkdir under /proc or /sys hangs or fails in odd ways, and
+ * a dump written to /dev is lost.
+ */
+const virtualRoots = ['/proc', '/sys', '/dev'];
+const spoolDir = z
+  .string({ error: 'expected a directory path as a string' })
+  .min(1)
+  .refine((dir) => {
+    const normal = dir.replace(/\/+/g, '/').replace(/\/$/, '');
+    return !virtualRoots.some((root) => normal === root || normal.startsWith(`${root}/`));
+  }, `must not be under ${virtualRoots.join(', ')} (virtual file systems); use a directory on a disk with room for the dumps, e.g. /var/spool/vcsa-backup`);
+
 export const executorSchema = z.discriminatedUnion('type', [localExecutor, sshExecutor, dockerExecutor]);
 
 const scheduleSchema = z.strictObject({
@@ -65,11 +163,11 @@ const scheduleSchema = z.strictObject({
 
 const timeoutsSchema = z.strictObject({
   /** Stop/start/status of one service. */
-  serviceSeconds: seconds.default(300),
+  serviceSeconds: bounded(1, 86400, 'stopping or starting one service; a day is already a hang').default(300),
   /** One database dump. */
-  dumpSeconds: seconds.default(3 * 3600),
+  dumpSeconds: timerSeconds(1).default(3 * 3600),
   /** One database restore. */
-  restoreSeconds: seconds.default(3 * 3600),
+  restoreSeconds: timerSeconds(1).default(3 * 3600),
 });
 
 /**
@@ -90,7 +188,7 @@ const nativeApiSchema = z.strictObject({
         .optional(),
     })
     .optional(),
-  requestTimeoutSeconds: seconds.default(60),
+  requestTimeoutSeconds: bounded(1, 3600, 'one REST API request').default(60),
 });
 
 /** Per-target overrides of the native section. */
@@ -117,13 +215,13 @@ const targetSchema = z.strictObject({
 });
 
 const retentionSchema = z.strictObject({
-  keepLast: z.number().int().min(1).optional(),
-  maxAgeDays: z.number().positive().optional(),
-  keepDaily: z.number().int().min(0).optional(),
-  keepWeekly: z.number().int().min(0).optional(),
-  keepMonthly: z.number().int().min(0).optional(),
+  keepLast: count(1, 100_000, 'at least the newest backup').optional(),
+  maxAgeDays: bounded(0, 36_500, 'days, at most a century', { minExclusive: true }).optional(),
+  keepDaily: count(0, 100_000, 'days with a kept backup').optional(),
+  keepWeekly: count(0, 100_000, 'weeks with a kept backup').optional(),
+  keepMonthly: count(0, 100_000, 'months with a kept backup').optional(),
   /** Skip pruning when the newest backup is smaller than this fraction of the one before. */
-  minSizeRatio: z.number().min(0).max(1).default(0.5),
+  minSizeRatio: bounded(0, 1, 'a fraction of the previous backup').default(0.5),
   /** Prune after every successful backup. */
   afterBackup: z.boolean().default(true),
 });
@@ -131,18 +229,18 @@ const retentionSchema = z.strictObject({
 export const configSchema = z.strictObject({
   redis: z
     .strictObject({
-      url: z.string().min(1).default('redis://127.0.0.1:6379'),
+      url: redisUrl.default('redis://127.0.0.1:6379'),
       /** Prefix of every Redis key (BullMQ queues, leases, state). Use "{vcsa-backup}" on Redis Cluster. */
       prefix: z.string().regex(/^[^:\s]+$/, 'no colons or spaces').default('vcsa-backup'),
     })
     .prefault({}),
   s3: z.strictObject({
-    bucket: z.string().min(3),
+    bucket: bucketName,
     /** Key prefix; objects are <prefix>/<target>/<backup id>/<file>. */
-    prefix: z.string().regex(/^[^:]*$/, 'no colons').default('vcsa'),
-    region: z.string().min(1).default('us-east-1'),
+    prefix: keyPrefix.default('vcsa'),
+    region: z.string().regex(/^[a-z0-9-]{1,64}$/, 'expected a region name such as "us-east-1" (lowercase letters, digits, "-")').default('us-east-1'),
     /** For S3-compatible servers; omit for AWS. */
-    endpoint: z.url().optional(),
+    endpoint: httpUrl('an S3 endpoint').optional(),
     forcePathStyle: z.boolean().optional(),
     accessKeyId: secretRef.optional(),
     secretAccessKey: secretRef.optional(),
@@ -152,8 +250,9 @@ export const configSchema = z.strictObject({
      * "when-supported" is the SDK default and fine on AWS.
      */
     checksums: z.enum(['when-required', 'when-supported']).optional(),
-    partSizeMiB: z.number().int().min(5).max(5120).default(16),
-    queueSize: z.number().int().min(1).max(32).default(4),
+    /** 8 MiB: AWS and the small S3-compatible servers (the embedded one takes bodies up to ~11 MiB) all accept it. */
+    partSizeMiB: count(5, 5120, "S3's multipart limits: parts of 5 MiB to 5 GiB").default(8),
+    queueSize: count(1, 32, 'parts uploaded at once; each holds a part in memory').default(4),
     /** "download" re-reads each object and compares sha256; "head" compares size and the sha256 we stored in the object's metadata (weaker: that metadata is what we sent, not a hash of the stored bytes). */
     verify: z.enum(['download', 'head']).default('download'),
     createBucket: z.boolean().default(false),
@@ -163,10 +262,10 @@ export const configSchema = z.strictObject({
   quiesce: z
     .strictObject({
       /** Appliances that may have services stopped at the same instant, fleet-wide. */
-      maxConcurrent: z.number().int().min(1).default(1),
+      maxConcurrent: count(1, 1000, 'appliances quiesced at once').default(1),
       /** The fleet lease; renewed every third of this. Longer than any plausible pause of a worker. */
-      leaseSeconds: seconds.default(30),
-      watchdogIntervalSeconds: seconds.default(10),
+      leaseSeconds: bounded(3, 3600, 'renewed every third of it, so at least 3 s; a dead worker\'s appliance stays quiesced up to this long, so at most an hour').default(30),
+      watchdogIntervalSeconds: bounded(1, 3600, 'every worker checks Redis this often: at most once a second, at least once an hour so a dead worker\'s appliance comes back').default(10),
       /**
        * "dump" (default): services start as soon as the dumps are spooled; compression and upload
        * run with the appliance back up. "upload": the classic script's order — services start
@@ -177,15 +276,15 @@ export const configSchema = z.strictObject({
       /** false dumps the live databases without stopping anything: for testing only, the pair will disagree. */
       enabled: z.boolean().default(true),
       /** How long a job waits for a fleet slot before it is retried later. */
-      waitSeconds: seconds.default(6 * 3600),
+      waitSeconds: bounded(1, 7 * 86400, 'a job waits at most a week for a fleet slot, then is retried').default(6 * 3600),
     })
     .prefault({}),
   /** The vcsa-native profile: appliance file-based backups pushed to a per-job SFTP receiver (docs/native.md). */
   native: z
     .strictObject({
       /** Native jobs running at once, fleet-wide (a lease pool of its own: no services stop, but appliances and receivers carry load). */
-      maxConcurrent: z.number().int().min(1).default(2),
-      leaseSeconds: seconds.default(30),
+      maxConcurrent: count(1, 1000, 'native jobs at once').default(2),
+      leaseSeconds: bounded(3, 3600, 'renewed every third of it, so at least 3 s; at most an hour').default(30),
       receiver: z
         .strictObject({
           /** host:port the per-job SFTP server binds; port 0 (default) gives every job its own port. */
@@ -198,21 +297,28 @@ export const configSchema = z.strictObject({
       parts: z.array(z.string().min(1)).default([]),
       backupPassword: secretRef.optional(),
       /** How often a running appliance job is polled. */
-      pollSeconds: seconds.default(5),
+      pollSeconds: bounded(1, 3600, 'how often the appliance\'s job is polled').default(5),
       /** A job not finished by then is cancelled on the appliance and fails (retryable). */
-      jobTimeoutSeconds: seconds.default(4 * 3600),
+      jobTimeoutSeconds: timerSeconds(1).default(4 * 3600),
       /** How long a job waits for a native slot before it is retried later. */
-      waitSeconds: seconds.default(6 * 3600),
+      waitSeconds: bounded(1, 7 * 86400, 'a job waits at most a week for a slot, then is retried').default(6 * 3600),
     })
     .prefault({}),
   spool: z
     .strictObject({
-      dir: z.string().min(1).default('/var/spool/vcsa-backup'),
+      dir: spoolDir.default('/var/spool/vcsa-backup'),
       /** Refuse to start a dump when less than this is free in the spool. */
-      minFreeMiB: z.number().int().min(0).default(256),
+      minFreeMiB: count(0, 16 * 1024 * 1024, 'MiB, at most 16 TiB').default(256),
     })
     .prefault({}),
-  compression: z.strictObject({ level: z.number().int().min(1).max(9).default(6) }).prefault({}),
+  compression: z
+    .strictObject({
+      /** gzip level, 1 (fastest) to 9 (smallest). */
+      level: count(1, 9, "gzip's levels").default(6),
+      /** Threads compressing in parallel (independent gzip members, one file); 0 = one per core. */
+      threads: count(0, 256, 'compression threads; 0 = one per core').default(0),
+    })
+    .prefault({}),
   /**
    * Client-side encryption of every artifact with age (docs/restore.md, "Encryption"). Absent:
    * artifacts are stored gzip only. New backups are encrypted to `recipients` (age X25519 public
@@ -235,22 +341,22 @@ export const configSchema = z.strictObject({
   worker: z
     .strictObject({
       /** Backups one worker process runs at once. Quiescing is still limited fleet-wide by the lease. */
-      concurrency: z.number().int().min(1).default(2),
+      concurrency: count(1, 64, 'backups one worker runs at once; each holds a spool and connections').default(2),
       /** Attempts of a queued backup (a fresh dump only when its spool is lost or it never got one). */
-      attempts: z.number().int().min(1).default(5),
+      attempts: count(1, 100, 'attempts of a queued backup').default(5),
       /** BullMQ job lock; a killed worker's job is retried after about this plus stalledIntervalSeconds. */
-      lockSeconds: seconds.default(30),
-      stalledIntervalSeconds: seconds.default(30),
-      backoffSeconds: seconds.default(30),
+      lockSeconds: bounded(5, 3600, 'BullMQ\'s job lock, renewed at half of it; a killed worker\'s job waits this long').default(30),
+      stalledIntervalSeconds: bounded(5, 3600, 'how often workers look for stalled jobs in Redis').default(30),
+      backoffSeconds: bounded(1, 86400, 'first retry delay, doubled per attempt').default(30),
       /** Upload attempts from the spool within one job attempt, with exponential backoff and jitter. */
-      uploadAttempts: z.number().int().min(1).default(8),
+      uploadAttempts: count(1, 100, 'upload attempts from the spool').default(8),
     })
     .prefault({}),
   verify: z
     .strictObject({
       afterBackup: z.boolean().default(false),
       /** A PostgreSQL server for scratch restores: postgres://user@host:port/db */
-      scratchUrl: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres'),
+      scratchUrl: postgresUrl.default('postgres://postgres@127.0.0.1:5432/postgres'),
       /** Directory of psql and pg_restore for scratch restores; default /usr/lib/postgresql/15/bin if present, else $PATH. */
       pgBin: z.string().min(1).optional(),
       /** Consistency checks of a backup's databases; those for a profile replace its built-in ones (docs/restore.md). */
@@ -273,7 +379,7 @@ export const configSchema = z.strictObject({
   dashboard: z
     .strictObject({
       /** A last good backup older than this is highlighted on the fleet page. */
-      staleHours: seconds.default(26),
+      staleHours: bounded(0, 8760, 'hours, at most a year', { minExclusive: true }).default(26),
       /** Bearer token required for everything but /healthz (`Authorization: Bearer <token>`). */
       token: secretRef.optional(),
       /** Basic auth for everything but /healthz; either this or token, or both. */
@@ -288,15 +394,15 @@ export const configSchema = z.strictObject({
           url: secretRef,
           /** "json": the event object; "slack": `{ "text": … }` for Slack-compatible incoming webhooks. */
           format: z.enum(['json', 'slack']).default('json'),
-          timeoutSeconds: seconds.default(5),
+          timeoutSeconds: bounded(1, 300, 'one webhook request').default(5),
           /** At most one notification per target and kind (failure, recovery, stale) in this window. */
-          minIntervalSeconds: z.number().min(0).default(300),
+          minIntervalSeconds: bounded(0, 7 * 86400, 'at most a week between notifications of one kind').default(300),
         })
         .optional(),
       /** Alert when an appliance has had no good backup for this long. */
-      staleHours: seconds.default(26),
+      staleHours: bounded(0, 8760, 'hours, at most a year', { minExclusive: true }).default(26),
       /** How often workers look for stale appliances (one alert per stale spell, whatever the number of workers). */
-      checkIntervalSeconds: seconds.default(300),
+      checkIntervalSeconds: bounded(10, 86400, 'every worker reads Redis this often: at most every 10 s, at least daily').default(300),
     })
     .prefault({}),
   targets: z.array(targetSchema).min(1, 'list at least one appliance under targets'),

@@ -7,12 +7,11 @@ import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor } from '../backup/manifest.ts';
 import type { ProgressEvent } from '../backup/progress.ts';
-import { quiesceAndDump } from '../backup/quiesce-step.ts';
-import { servicesNotRunning } from '../backup/services.ts';
+import { quiesceAndDump, type QuiescedDump } from '../backup/quiesce-step.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
-import { uploadSpool, uploadWhileQuiesced, type UploadResult } from '../backup/upload-step.ts';
+import { uploadSpool, type UploadedArtifacts, type UploadResult } from '../backup/upload-step.ts';
 import type { FleetLease } from '../locks/fleet-lease.ts';
-import { acquireTargetLock } from '../locks/target-lock.ts';
+import { acquireTargetLock, targetLockTtlMs } from '../locks/target-lock.ts';
 import type { BackupNotifier } from '../notify/notifier.ts';
 import type { FleetState } from '../state/fleet-state.ts';
 
@@ -61,8 +60,9 @@ export interface BackupJobResult {
 }
 
 /**
- * One queued backup: target lock → (spool from an earlier attempt, or: fleet lease → stop →
- * dump → start → release) → upload with backoff, never quiescing again while the spool exists.
+ * One queued backup: target lock → (spool from an earlier attempt, or the quiesced section:
+ * fleet lease → stop → dump [→ upload, startServicesAfter: upload] → start → release) → upload
+ * (or commit) with backoff, never quiescing again while the spool exists.
  */
 export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, signal: AbortSignal): Promise<BackupJobResult> {
   const { config, redis, lease, state } = deps;
@@ -74,16 +74,17 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     prefix: config.redis.prefix,
     target: target.name,
     holder: lease.holderId,
-    // Short enough that a killed worker's lock is gone by the time its job is retried.
-    ttlMs: Math.max(4000, config.quiesce.leaseSeconds * 2000),
+    ttlMs: targetLockTtlMs(config),
     logger,
     purpose: 'backup',
-    waitMs: Math.max(10_000, config.quiesce.leaseSeconds * 4000),
+    // Twice the TTL: a killed worker's lock has expired by then.
+    waitMs: 2 * targetLockTtlMs(config),
     signal,
   });
   try {
     let dumpedAgainBecause: string | undefined;
     let spool: SpoolRecord | undefined;
+    let uploaded: UploadedArtifacts | null = null;
     if (job.data.spool) {
       if (job.data.spool.host !== spoolHost()) {
         dumpedAgainBecause = `spool of backup ${job.data.spool.id} is on host ${job.data.spool.host}, not reachable from ${spoolHost()}`;
@@ -103,11 +104,11 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     }
 
     if (!spool) {
-      spool = await quiesceWithLease(deps, target, logger, signal, progress);
+      ({ spool, uploaded } = await quiesceWithLease(deps, target, logger, signal, progress));
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }
 
-    const { result, attempts } = await uploadWithRetries(deps, spool, logger, signal, progress);
+    const { result, attempts } = await uploadWithRetries(deps, spool, uploaded, logger, signal, progress);
     await state.recordSuccess(target.name, {
       id: result.manifest.id,
       at: result.manifest.completedAt,
@@ -151,48 +152,21 @@ async function quiesceWithLease(
   logger: Logger,
   signal: AbortSignal,
   progress: (e: ProgressEvent) => void,
-): Promise<SpoolRecord> {
+): Promise<QuiescedDump> {
   const { config, lease } = deps;
   const executor = deps.makeExecutor(target);
   try {
-    progress({ target: target.name, step: 'precheck' });
-    const handle = await lease.acquire(target.name, {
-      waitMs: config.quiesce.waitSeconds * 1000,
+    return await quiesceAndDump({
+      config,
+      target,
+      executor,
+      lease,
+      id: backupIdFor(new Date()),
+      logger: logger.child({ step: 'quiesce' }),
       signal,
-      onWaiting: (holders) => logger.info({ holders: holders.map((h) => h.target) }, 'waiting for a fleet quiesce slot'),
+      onProgress: progress,
+      store: deps.store,
     });
-    logger.info({ token: handle.token }, 'fleet quiesce lease acquired');
-    const release = (): Promise<void> => handle.release().catch((err: unknown) => logger.warn({ err }, 'lease release failed; it expires and the watchdog frees it'));
-    let spool: SpoolRecord;
-    try {
-      spool = await quiesceAndDump({
-        config,
-        target,
-        executor,
-        id: backupIdFor(new Date()),
-        logger: logger.child({ step: 'quiesce' }),
-        guard: handle.guard,
-        signal,
-        onProgress: progress,
-        whileQuiesced: uploadWhileQuiesced({ config, store: deps.store, logger: logger.child({ step: 'upload' }), signal, onProgress: progress }),
-      });
-    } catch (err) {
-      // Free the slot only with the services confirmed running; otherwise let the lease expire
-      // so the watchdog restarts them first (invariant 2).
-      const down = config.quiesce.enabled
-        ? await servicesNotRunning({ executor, services: target.boundProfile.services, timeoutMs: target.timeouts.serviceSeconds * 1000, logger }).catch(() => null)
-        : [];
-      if (down?.length === 0) {
-        await release();
-      } else {
-        logger.error({ down }, 'services not confirmed running; leaving the fleet slot to the watchdog');
-        handle.abandon();
-      }
-      throw err;
-    }
-    // quiesceAndDump returns only once the services are confirmed running.
-    await release();
-    return spool;
   } finally {
     await executor.close().catch(() => undefined);
   }
@@ -201,6 +175,8 @@ async function quiesceWithLease(
 async function uploadWithRetries(
   deps: BackupJobDeps,
   spool: SpoolRecord,
+  /** Artifacts already uploaded in the quiesce window (startServicesAfter: upload): the first attempt only commits them. */
+  uploaded: UploadedArtifacts | null,
   logger: Logger,
   signal: AbortSignal,
   progress: (e: ProgressEvent) => void,
@@ -209,7 +185,7 @@ async function uploadWithRetries(
   const maxAttempts = config.worker.uploadAttempts;
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
+      const result = await uploadSpool({ config, spool, uploaded: attempt === 1 ? uploaded : null, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
       return { result, attempts: attempt };
     } catch (err) {
       if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || errorCode(err) === 'SPOOL_LOST') throw err;

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BackupError } from '../errors.ts';
+import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import type { BackupStep, QuiesceGuard } from '../backup/progress.ts';
 
 /**
  * The fleet quiesce lease: at most `maxConcurrent` appliances have services stopped at any
@@ -26,6 +26,24 @@ export interface LeaseEntry {
   /** Set while a watchdog is restarting the appliance: who, and until when its claim holds. */
   readonly rescuer?: string;
   readonly rescueUntil?: number;
+  /**
+   * Why the holder left its slot to the watchdog instead of freeing it (services not confirmed
+   * running): status and the dashboard show it.
+   */
+  readonly abandoned?: { readonly at: number; readonly reason: string };
+  /** Watchdog attempts that could not confirm the services, the last one's error, and when to try next. */
+  readonly rescueFailures?: number;
+  readonly lastRescueError?: string;
+  readonly nextRescueAt?: number;
+}
+
+/**
+ * Checked before each step that touches a quiesced appliance: throws LEASE_LOST once the fenced
+ * lease is no longer held (a watchdog may be restarting the appliance).
+ */
+export interface LeaseGuard {
+  /** `step` names what was about to run, for the error message ("dump", "restore vcdb"). */
+  assertHeld(step: string): Promise<void>;
 }
 
 const nowMs = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -68,6 +86,18 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('PUBLISH', KEYS[3], ARGV[1])
 return 1`;
 
+// ARGV: target, token, reason. Marks an entry its holder abandoned with why, and lets it expire
+// now: the holder has given up, so the watchdog need not wait out the rest of the lease.
+const abandonScript = `${nowMs}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) then return 0 end
+e.abandoned = { at = now, reason = ARGV[3] }
+if e.expiresAt > now then e.expiresAt = now end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
+return 1`;
+
 // ARGV: target, token, rescuer, claimMs. Claims an expired entry (or one whose rescuer's claim
 // expired) for a watchdog. Returns 1 when claimed.
 const claimScript = `${nowMs}
@@ -76,10 +106,37 @@ if not raw then return 0 end
 local e = cjson.decode(raw)
 if e.token ~= tonumber(ARGV[2]) or e.expiresAt > now then return 0 end
 if e.rescuer and e.rescueUntil > now and e.rescuer ~= ARGV[3] then return 0 end
+if e.nextRescueAt and e.nextRescueAt > now then return 0 end
 e.rescuer = ARGV[3]
 e.rescueUntil = now + tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
 return 1`;
+
+// ARGV: target, token, rescuer, error, baseMs, capMs. A rescue that could not confirm the
+// services: drop the claim (any watchdog may try next), count the failure and back off,
+// doubling from baseMs up to capMs. Returns the failure count, 0 if the entry is not ours.
+const rescueFailedScript = `${nowMs}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.rescuer ~= ARGV[3] then return 0 end
+e.rescuer = nil
+e.rescueUntil = nil
+e.rescueFailures = (e.rescueFailures or 0) + 1
+e.lastRescueError = ARGV[4]
+e.nextRescueAt = now + math.min(tonumber(ARGV[5]) * 2 ^ (e.rescueFailures - 1), tonumber(ARGV[6]))
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
+return e.rescueFailures`;
+
+// ARGV: target, token. An operator's forced release (they checked the appliance): frees the entry
+// they were shown, whatever its state, but not one taken since. Returns the freed entry, or nil.
+const forceReleaseScript = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return nil end
+if cjson.decode(raw).token ~= tonumber(ARGV[2]) then return nil end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+return raw`;
 
 // ARGV: target, token, rescuer. Frees a slot the watchdog has made safe.
 const freeRescuedScript = `
@@ -105,20 +162,35 @@ export interface LeaseHandle {
   readonly target: string;
   readonly token: number;
   /** Throws LEASE_LOST once the lease is no longer held (expired, or taken over by a watchdog). */
-  readonly guard: QuiesceGuard;
-  /** Frees the slot. Call only once the appliance's services are confirmed running. */
+  readonly guard: LeaseGuard;
+  /** Frees the slot. Call only once the appliance's services are confirmed running, or nothing was stopped. */
   release(): Promise<void>;
   /**
    * Stops renewing without freeing the slot: for when the services could not be confirmed
    * running. The lease expires and the watchdog restarts the appliance, then frees the slot.
+   * `reason` is recorded in the entry (best effort) for status and the dashboard.
    */
-  abandon(): void;
+  abandon(reason: string): Promise<void>;
   /** True once a renewal failed. */
   lost(): boolean;
 }
 
 export function holderIdentity(host: string): string {
   return `${host}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * The fleet lease as the config describes it: every process (worker, restore, status, the
+ * dashboard) builds it here, so they all agree on the keys, the limit and the lease length.
+ */
+export function fleetLeaseFor(config: Config, redis: Redis, options: { logger: Logger; holderId?: string }): FleetLease {
+  return new FleetLease(redis, {
+    prefix: config.redis.prefix,
+    maxConcurrent: config.quiesce.maxConcurrent,
+    leaseMs: config.quiesce.leaseSeconds * 1000,
+    logger: options.logger,
+    ...(options.holderId !== undefined ? { holderId: options.holderId } : {}),
+  });
 }
 
 export class FleetLease {
@@ -214,8 +286,8 @@ export class FleetLease {
     };
     const timer = setInterval(() => void renew(), Math.max(200, Math.floor(leaseMs / 3)));
     timer.unref();
-    const guard: QuiesceGuard = {
-      assertHeld: async (step: BackupStep) => {
+    const guard: LeaseGuard = {
+      assertHeld: async (step: string) => {
         if (!lost) {
           const ok = await this.#eval(checkScript, target, token).catch(() => 0);
           if (ok === 1) return;
@@ -229,9 +301,10 @@ export class FleetLease {
       token,
       guard,
       lost: () => lost,
-      abandon: () => {
+      abandon: async (reason: string) => {
         released = true;
         clearInterval(timer);
+        await this.#eval(abandonScript, target, token, reason).catch((err: unknown) => logger.warn({ err }, 'could not record why the fleet slot was left to the watchdog'));
       },
       release: async () => {
         released = true;
@@ -249,6 +322,21 @@ export class FleetLease {
   /** Claims an expired entry for restarting its appliance. */
   async claimExpired(entry: LeaseEntry, rescuer: string, claimMs: number): Promise<boolean> {
     return (await this.#eval(claimScript, entry.target, entry.token, rescuer, claimMs)) === 1;
+  }
+
+  /** Records a rescue that could not confirm the services; returns the failure count (0: not ours). */
+  async rescueFailed(entry: LeaseEntry, rescuer: string, error: string, backoff: { baseMs: number; capMs: number }): Promise<number> {
+    return this.#eval(rescueFailedScript, entry.target, entry.token, rescuer, error.slice(0, 500), backoff.baseMs, backoff.capMs);
+  }
+
+  /**
+   * Frees the target's slot whatever its state: for an operator who has checked the appliance
+   * (`lease release --force`). Only the entry with this fence token: not one taken since the
+   * operator looked. Returns the entry it freed, or null.
+   */
+  async forceRelease(entry: LeaseEntry): Promise<LeaseEntry | null> {
+    const raw = await this.#redis.eval(forceReleaseScript, 3, this.#holdersKey, this.#fenceKey, this.#channel, entry.target, entry.token);
+    return typeof raw === 'string' ? (JSON.parse(raw) as LeaseEntry) : null;
   }
 
   async freeRescued(entry: LeaseEntry, rescuer: string): Promise<boolean> {

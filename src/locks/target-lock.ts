@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Config } from '../config/load.ts';
 import { BackupError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
@@ -13,6 +14,17 @@ const releaseScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redi
 export interface TargetLock {
   readonly target: string;
   release(): Promise<void>;
+}
+
+/**
+ * One TTL for every holder (backup, restore, rekey): twice the fleet lease. Renewed every third
+ * of it, so a live holder paused for up to a lease's length keeps it (longer, and its fleet lease
+ * is lost too, which stops it at the next step anyway); a dead holder's lock is gone within two
+ * leases, before a retried job of the same target has waited long for it (backup waits up to
+ * twice this).
+ */
+export function targetLockTtlMs(config: Config): number {
+  return config.quiesce.leaseSeconds * 2000;
 }
 
 export function targetLockKey(prefix: string, target: string): string {

@@ -1,7 +1,9 @@
 import type { Config } from '../config/load.ts';
-import { startServices } from '../backup/services.ts';
 import type { Executor } from '../executors/executor.ts';
+import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { FleetHeldNotifier } from '../notify/notifier.ts';
+import { startAndConfirm } from '../quiesce/with-quiesced-appliance.ts';
 import type { FleetLease, LeaseEntry } from './fleet-lease.ts';
 
 export interface WatchdogOptions {
@@ -11,7 +13,16 @@ export interface WatchdogOptions {
   readonly logger: Logger;
   /** Identifies this watchdog in claims. */
   readonly rescuerId: string;
+  /** Told when an appliance keeps the fleet slot because its services cannot be confirmed. */
+  readonly notifier?: FleetHeldNotifier | undefined;
 }
+
+/**
+ * After a rescue that could not confirm the services, the next try waits the watchdog interval,
+ * doubling per failure up to this: an appliance that stays unreachable is retried every ten
+ * minutes, not every few seconds for ever.
+ */
+export const watchdogBackoffCapMs = 10 * 60_000;
 
 /**
  * Restores invariant 2 when a worker dies (or hangs, or loses Redis) while its appliance is
@@ -57,6 +68,7 @@ export class Watchdog {
     for (const entry of await lease.holders()) {
       if (entry.expiresAt > now) continue;
       if (entry.rescuer && entry.rescuer !== this.#options.rescuerId && (entry.rescueUntil ?? 0) > now) continue;
+      if ((entry.nextRescueAt ?? 0) > now) continue; // backing off after failed rescues
       if (await this.#rescue(entry)) rescued.push(entry.target);
       else logger.debug({ target: entry.target }, 'watchdog: not rescued this time');
     }
@@ -76,13 +88,20 @@ export class Watchdog {
     log.warn('watchdog: fleet lease expired while the appliance may be quiesced; starting its services');
     const executor = this.#options.makeExecutor(target);
     try {
-      await startServices({ executor, services: [...target.boundProfile.services].reverse(), timeoutMs: target.timeouts.serviceSeconds * 1000, logger: log });
+      await startAndConfirm({ target, executor, logger: log });
       const freed = await lease.freeRescued(entry, rescuerId);
       log.warn({ freed }, 'watchdog: services confirmed running; fleet slot freed');
       return freed;
     } catch (err) {
       // Keep the slot: freeing it would let another appliance stop while this one is down.
-      log.error({ err }, 'watchdog: could not confirm the services; the slot stays taken and the next sweep tries again');
+      const failures = await lease
+        .rescueFailed(entry, rescuerId, errorMessage(err), { baseMs: config.quiesce.watchdogIntervalSeconds * 1000, capMs: watchdogBackoffCapMs })
+        .catch(() => 0);
+      log.error({ err, failures }, 'watchdog: could not confirm the services; the slot stays taken, retried with backoff. An operator who has checked the appliance can free it with `vcsa-backup lease release --target <name> --force`');
+      if (failures === 1) {
+        const message = `${entry.abandoned ? `${entry.abandoned.reason}; ` : ''}the watchdog could not start its services: ${errorMessage(err)}`;
+        await this.#options.notifier?.fleetHeld(entry.target, { at: new Date().toISOString(), message }).catch(() => undefined);
+      }
       return false;
     } finally {
       await executor.close().catch(() => undefined);

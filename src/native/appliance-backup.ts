@@ -5,7 +5,13 @@ import type { Config, TargetConfig } from '../config/load.ts';
 import { AbortedError, BackupError, errorMessage } from '../errors.ts';
 import { sha256OfFile } from '../hashing.ts';
 import type { Logger } from '../log.ts';
-import type { ProgressListener, QuiesceGuard } from '../backup/progress.ts';
+import type { ProgressListener } from '../backup/progress.ts';
+
+/** The native lease's check (structurally the fleet lease's guard); a no-op without a lease. */
+export interface NativeLeaseGuard {
+  assertHeld(step: string): Promise<void>;
+}
+export const noLeaseGuard: NativeLeaseGuard = { assertHeld: () => Promise.resolve() };
 import { createSpoolDir, spoolHost, writeSpoolRecord, type SpoolArtifact, type SpoolRecord } from '../backup/spool.ts';
 import { ApplianceApi, quoteMessages, type BackupJobStatus, type BackupRequest } from './api-client.ts';
 import { applianceVersion, backupJobStatus, backupParts, cancelBackupJob, jobFailedError, startBackupJob, validateBackup } from './backup-api.ts';
@@ -21,7 +27,7 @@ export interface ApplianceBackupInput {
   readonly signal?: AbortSignal;
   readonly onProgress?: ProgressListener;
   /** The native lease's guard: checked at every poll; a lost lease cancels the appliance's job. */
-  readonly guard: QuiesceGuard;
+  readonly guard: NativeLeaseGuard;
   /** Told the appliance's job id once it started (for the native watchdog), and null when it ended. */
   readonly onApplianceJob?: (jobId: string | null) => Promise<void>;
 }

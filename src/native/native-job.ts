@@ -5,13 +5,13 @@ import { BackupError, errorCode, errorMessage, isPermanent } from '../errors.ts'
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor } from '../backup/manifest.ts';
-import { noGuard, type ProgressEvent, type ProgressListener } from '../backup/progress.ts';
+import type { ProgressEvent, ProgressListener } from '../backup/progress.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
 import type { BackupJobDeps, BackupJobResult, JobHandle } from '../fleet/backup-job.ts';
 import { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
-import { takeApplianceBackup } from './appliance-backup.ts';
+import { noLeaseGuard, takeApplianceBackup } from './appliance-backup.ts';
 
 /**
  * A queued backup of a vcsa-native target. The same rules as a dump (src/fleet/backup-job.ts):
@@ -197,7 +197,7 @@ export async function runNativeBackup(input: {
   const id = backupIdFor(new Date());
   const logger = input.logger.child({ target: input.target.name, backupId: id });
   const progress = input.onProgress ?? (() => undefined);
-  const spool = await takeApplianceBackup({ config: input.config, target: input.target, id, logger, ...(input.signal ? { signal: input.signal } : {}), onProgress: progress, guard: noGuard });
+  const spool = await takeApplianceBackup({ config: input.config, target: input.target, id, logger, ...(input.signal ? { signal: input.signal } : {}), onProgress: progress, guard: noLeaseGuard });
   const { result } = await uploadWithBackoff(input.config, input.store, spool, logger, input.signal, progress, () => Promise.resolve());
   await removeSupersededSpools(input.config.spool.dir, input.target.name, result.manifest.id).catch(() => undefined);
   return result;

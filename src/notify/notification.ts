@@ -2,7 +2,7 @@
  * What the webhook is told. `kind` is stable (for routing in the receiver); `text` is one line
  * for humans, which is all a Slack-compatible incoming webhook shows.
  */
-export type NotificationKind = 'failure' | 'recovery' | 'stale';
+export type NotificationKind = 'failure' | 'recovery' | 'stale' | 'fleet-held';
 
 export interface Notification {
   readonly kind: NotificationKind;
@@ -18,6 +18,21 @@ export interface Notification {
   /** stale: when the last good backup completed (absent: never) and the threshold. */
   readonly lastSuccessAt?: string;
   readonly staleHours?: number;
+}
+
+/**
+ * fleet-held: an appliance was stopped and its services could not be confirmed running, so it
+ * keeps the fleet quiesce slot (no other appliance may stop) until the watchdog restarts it or an
+ * operator frees it (`vcsa-backup lease release --target NAME --force`).
+ */
+export function fleetHeldNotification(target: string, held: { at: string; message: string }): Notification {
+  return {
+    kind: 'fleet-held',
+    target,
+    at: held.at,
+    message: held.message,
+    text: `:rotating_light: vcsa-backup: ${target} holds the fleet quiesce slot, its services not confirmed running: ${held.message}. No other appliance is backed up until the watchdog restarts it or an operator who checked it runs \`vcsa-backup lease release --target ${target} --force\``,
+  };
 }
 
 export type WebhookFormat = 'json' | 'slack';

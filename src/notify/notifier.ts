@@ -1,10 +1,10 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.ts';
-import { resolveSecret } from '../config/secret.ts';
+import { resolveSecret, type Secret } from '../config/secret.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FleetState } from '../state/fleet-state.ts';
-import { failureNotification, recoveryNotification, staleNotification, type Notification } from './notification.ts';
+import { failureNotification, fleetHeldNotification, recoveryNotification, staleNotification, type Notification } from './notification.ts';
 import { webhookSender, type NotificationSender } from './webhook.ts';
 
 /** What a backup job tells the notifier. Implementations never throw and return within their timeout. */
@@ -12,6 +12,12 @@ export interface BackupNotifier {
   /** A backup failed for good: its last attempt, or a permanent error. */
   backupFailed(target: string, failure: { at: string; code: string; message: string }): Promise<void>;
   backupSucceeded(target: string, success: { id: string; at: string }): Promise<void>;
+}
+
+/** What the watchdog tells the notifier. Never throws. */
+export interface FleetHeldNotifier {
+  /** An appliance keeps the fleet slot because its services could not be confirmed running. */
+  fleetHeld(target: string, held: { at: string; message: string }): Promise<void>;
 }
 
 export interface NotifierOptions {
@@ -31,7 +37,7 @@ export interface NotifierOptions {
  * periodic stale check alert once per spell (again after a day if it goes on); and a SET NX EX
  * per target and kind rate-limits everything. Sending errors are logged, never thrown.
  */
-export class Notifier implements BackupNotifier {
+export class Notifier implements BackupNotifier, FleetHeldNotifier {
   readonly #o: NotifierOptions;
   readonly #state: FleetState;
 
@@ -59,6 +65,14 @@ export class Notifier implements BackupNotifier {
       if ((await this.#o.redis.del(this.#key('failing', target))) === 1) await this.#deliver(recoveryNotification(target, success));
     } catch (err) {
       this.#o.logger.warn({ target, err: errorMessage(err) }, 'recovery notification not sent');
+    }
+  }
+
+  async fleetHeld(target: string, held: { at: string; message: string }): Promise<void> {
+    try {
+      await this.#deliver(fleetHeldNotification(target, held));
+    } catch (err) {
+      this.#o.logger.warn({ target, err: errorMessage(err) }, 'fleet-held notification not sent');
     }
   }
 
@@ -130,10 +144,11 @@ export class Notifier implements BackupNotifier {
   }
 }
 
-/** The notifier the config asks for, or undefined when no webhook is configured. */
-export function createNotifier(config: Pick<Config, 'notify' | 'redis'>, redis: Redis, logger: Logger, env: NodeJS.ProcessEnv = process.env): Notifier | undefined {
-  const webhook = config.notify.webhook;
-  if (!webhook) return undefined;
+/**
+ * notify.webhook.url resolved and checked (http or https). Called when the config is loaded by
+ * commands that notify, before anything is opened, and again by createNotifier.
+ */
+export function resolveWebhookUrl(webhook: NonNullable<Config['notify']['webhook']>, env: NodeJS.ProcessEnv = process.env): Secret {
   let url;
   try {
     url = resolveSecret(webhook.url, 'notify.webhook.url', env);
@@ -150,6 +165,14 @@ export function createNotifier(config: Pick<Config, 'notify' | 'redis'>, redis: 
     // Not the value: it may be a credential.
     throw new ConfigError([`notify.webhook.url: expected an http:// or https:// URL (from ${url.source})`]);
   }
+  return url;
+}
+
+/** The notifier the config asks for, or undefined when no webhook is configured. */
+export function createNotifier(config: Pick<Config, 'notify' | 'redis'>, redis: Redis, logger: Logger, env: NodeJS.ProcessEnv = process.env): Notifier | undefined {
+  const webhook = config.notify.webhook;
+  if (!webhook) return undefined;
+  const url = resolveWebhookUrl(webhook, env);
   return new Notifier({
     redis,
     prefix: config.redis.prefix,

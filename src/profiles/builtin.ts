@@ -1,4 +1,14 @@
-import type { Profile } from './profile.ts';
+import type { DatabaseSpec, Profile } from './profile.ts';
+
+/** The VCSA 5.5 recipe's access (KB 2034505): embedded_db.cfg's password, the postgres user. */
+function vcsa55Database(name: string): DatabaseSpec {
+  return {
+    env: '. {{DB_CFG}}; export PGPASSWORD="$EMB_DB_PASSWORD"',
+    name,
+    psql: '{{VPG_BIN}}/psql -U postgres',
+    pgRestore: '{{VPG_BIN}}/pg_restore -U postgres',
+  };
+}
 
 /**
  * VCSA 5.5: the classic recipe (VMware KB 2034505 for the VCDB, KB 2062682 for the Inventory
@@ -17,6 +27,10 @@ const vcsa55: Profile = {
     INVSVC_SCRIPTS: '{{ROOT}}/usr/lib/vmware-vpx/inventoryservice/scripts',
     // Scratch space on the appliance for the Inventory Service's backup file and for restores.
     APPLIANCE_TMP: '{{ROOT}}/tmp',
+    // The Inventory Service database's name when it is a PostgreSQL database on the appliance's
+    // vPostgres (as on the simulated appliance): restore then swaps it like the VCDB. Empty: its
+    // own restore.sh restores it in place.
+    INVSVC_DB: '',
   },
   services: [
     {
@@ -42,6 +56,7 @@ const vcsa55: Profile = {
       // One transaction and ON_ERROR_STOP: a restore that fails half way changes nothing.
       restore:
         'set -e; . {{DB_CFG}}; PGPASSWORD="$EMB_DB_PASSWORD" exec {{VPG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$EMB_DB_INSTANCE" -U postgres -f {{FILE}}',
+      database: vcsa55Database('"$EMB_DB_INSTANCE"'),
     },
     {
       name: 'inventory',
@@ -50,6 +65,7 @@ const vcsa55: Profile = {
       // backup.sh only writes to a file: write it to scratch space, stream it, always remove it.
       dump: 'set -e; f={{APPLIANCE_TMP}}/vcsa-backup-inventory.$$.DB; trap \'rm -f "$f"\' EXIT; {{INVSVC_SCRIPTS}}/backup.sh -file "$f" >&2; cat "$f"',
       restore: 'set -e; {{INVSVC_SCRIPTS}}/restore.sh -backup {{FILE}} >&2',
+      database: vcsa55Database('{{INVSVC_DB}}'),
     },
   ],
 };
@@ -87,6 +103,7 @@ const vcsa6: Profile = {
       dump:
         'set -e; PGPASSWORD="$(sed -n \'s/^password *= *//p\' {{VCDB_PROPERTIES}})" exec {{VPG_BIN}}/pg_dump -h localhost -U {{VCDB_USER}} -Fp -c {{VCDB_NAME}}',
       restore: 'set -e; exec {{VPG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h localhost -U postgres -d {{VCDB_NAME}} -f {{FILE}}',
+      database: { env: '', name: '{{VCDB_NAME}}', psql: '{{VPG_BIN}}/psql -h localhost -U postgres', pgRestore: '{{VPG_BIN}}/pg_restore -h localhost -U postgres' },
     },
   ],
 };
@@ -110,6 +127,12 @@ const postgres: Profile = {
       format: 'plain-sql',
       dump: 'exec {{PG_BIN}}/pg_dump -h {{PGHOST}} -p {{PGPORT}} -U {{PGUSER}} -Fp -c {{PGDATABASE}}',
       restore: 'exec {{PG_BIN}}/psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h {{PGHOST}} -p {{PGPORT}} -U {{PGUSER}} -d {{PGDATABASE}} -f {{FILE}}',
+      database: {
+        env: '',
+        name: '{{PGDATABASE}}',
+        psql: '{{PG_BIN}}/psql -h {{PGHOST}} -p {{PGPORT}} -U {{PGUSER}}',
+        pgRestore: '{{PG_BIN}}/pg_restore -h {{PGHOST}} -p {{PGPORT}} -U {{PGUSER}}',
+      },
     },
   ],
 };

@@ -24,6 +24,24 @@ export interface DumpSpec {
   readonly restore: string;
   /** How a scratch restore for `verify` loads this dump: plain SQL through psql, or a pg_restore archive. */
   readonly format: 'plain-sql' | 'pg-custom';
+  /**
+   * Where this dump's PostgreSQL database lives on the appliance. With it, restore loads the dump
+   * into a new database beside the current one and swaps names (docs/restore.md); without it, or
+   * when `name` comes out empty on the appliance, restore runs `restore` in place.
+   */
+  readonly database?: DatabaseSpec;
+}
+
+/** How restore reaches a dump's database with the appliance's own client tools, as a superuser. */
+export interface DatabaseSpec {
+  /** Shell lines run before each client command, e.g. sourcing embedded_db.cfg and exporting PGPASSWORD; may be ''. */
+  readonly env: string;
+  /** A shell word naming the database once `env` has run, e.g. "$EMB_DB_INSTANCE"; empty means: restore in place. */
+  readonly name: string;
+  /** The appliance's psql, connecting as a superuser; restore adds its own options and `-d`. */
+  readonly psql: string;
+  /** The appliance's pg_restore, connecting as a superuser; restore adds its own options and `-d`. */
+  readonly pgRestore: string;
 }
 
 export interface Profile {

@@ -67,7 +67,21 @@ export function bindProfile(profile: Profile, overrides: Readonly<Record<string,
       start: renderCommand(s.start, variables),
       status: renderCommand(s.status, variables),
     })),
-    dumps: profile.dumps.map((d) => ({ ...d, dump: renderCommand(d.dump, variables), restore: withFile(d.restore) })),
+    dumps: profile.dumps.map((d) => ({
+      ...d,
+      dump: renderCommand(d.dump, variables),
+      restore: withFile(d.restore),
+      ...(d.database
+        ? {
+            database: {
+              env: renderCommand(d.database.env, variables),
+              name: renderCommand(d.database.name, variables),
+              psql: renderCommand(d.database.psql, variables),
+              pgRestore: renderCommand(d.database.pgRestore, variables),
+            },
+          }
+        : {}),
+    })),
   };
 }
 

@@ -1,5 +1,7 @@
 import { errorMessage } from '../errors.ts';
-import { scratchQuery, type ScratchServer } from './scratch-db.ts';
+
+/** Runs SQL on one database and returns its output (one value expected). */
+export type QueryDatabase = (database: string, sql: string) => Promise<string>;
 
 /**
  * Checks that the databases of one backup belong together, run against the scratch copies.
@@ -52,13 +54,23 @@ export function checksFor(profile: string, configured: readonly (ConsistencyChec
   return own.length > 0 ? own : (builtinChecks[profile] ?? []);
 }
 
-async function tableExists(server: ScratchServer, database: string, table: string): Promise<boolean> {
-  const out = await scratchQuery(server, database, `SELECT to_regclass('${table.replace(/'/g, "''")}') IS NOT NULL`);
-  return out.trim() === 't';
+async function tableExists(query: QueryDatabase, database: string, table: string): Promise<boolean> {
+  // No to_regclass (9.4+): the checks also run on the appliance's vPostgres 9.0.
+  const dot = table.indexOf('.');
+  const [schema, name] = dot < 0 ? ['public', table] : [table.slice(0, dot), table.slice(dot + 1)];
+  const literal = (t: string): string => `'${t.replace(/'/g, "''")}'`;
+  const out = await query(
+    database,
+    `SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${literal(schema)} AND c.relname = ${literal(name)}`,
+  );
+  return out.trim() !== '0';
 }
 
-/** Runs the checks; `databases` maps each dump name to its loaded scratch database. */
-export async function runChecks(server: ScratchServer, checks: readonly ConsistencyCheck[], databases: ReadonlyMap<string, string>): Promise<CheckResult[]> {
+/**
+ * Runs the checks; `databases` maps each dump name to its loaded database (verify's scratch
+ * copies, or restore's new databases on the appliance).
+ */
+export async function runChecks(query: QueryDatabase, checks: readonly ConsistencyCheck[], databases: ReadonlyMap<string, string>): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   for (const check of checks) {
     const values: Record<string, string> = {};
@@ -72,7 +84,7 @@ export async function runChecks(server: ScratchServer, checks: readonly Consiste
       const db = databases.get(dump);
       if (db === undefined) continue;
       for (const table of tables) {
-        if (!(await tableExists(server, db, table))) {
+        if (!(await tableExists(query, db, table))) {
           missing = `${dump}: ${table}`;
           break;
         }
@@ -86,7 +98,7 @@ export async function runChecks(server: ScratchServer, checks: readonly Consiste
     try {
       for (const [dump, sql] of Object.entries(check.sql)) {
         const db = databases.get(dump) as string;
-        values[dump] = (await scratchQuery(server, db, sql)).trim();
+        values[dump] = (await query(db, sql)).trim();
       }
     } catch (err) {
       results.push({ name: check.name, status: 'fail', values, message: `query failed: ${errorMessage(err)}` });

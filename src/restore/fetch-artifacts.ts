@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { HashingStream } from '../hashing.ts';
@@ -48,6 +48,11 @@ export async function fetchArtifacts(
   await checkKeysOpen(store, manifest, keys, options.signal);
   const fetched: FetchedArtifact[] = [];
   for (const artifact of manifest.artifacts) {
+    // parseManifest already holds `file` to the profile's names; this keeps a manifest that
+    // reached here some other way from writing outside the work directory.
+    if (basename(artifact.file) !== artifact.file || artifact.file.startsWith('.')) {
+      throw new BackupError('MANIFEST_INVALID', `${artifact.key}: artifact file name ${JSON.stringify(artifact.file)} is not a plain file name; nothing was downloaded`, { permanent: true });
+    }
     const gzPath = join(dir, artifact.file);
     await downloadArtifact(store, artifact, gzPath, options);
 

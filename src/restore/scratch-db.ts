@@ -162,21 +162,29 @@ export interface TableStats {
   readonly bytes: number;
 }
 
-/** Exact row counts and on-disk sizes of every user table. */
-export async function tableStats(server: ScratchServer, database: string, signal?: AbortSignal): Promise<TableStats[]> {
-  // query_to_xml runs count(*) per table inside one statement: one round trip for any schema.
-  const sql = `SELECT n.nspname || '.' || c.relname,
-      (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text,
-      pg_total_relation_size(c.oid)
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+/**
+ * Exact row counts and on-disk sizes of every user table, as tab-free rows (name, rows, bytes).
+ * query_to_xml runs count(*) per table inside one statement: one round trip for any schema.
+ * Written for PostgreSQL 9.0 and later (no format()): restore runs it on the appliance too.
+ */
+export const tableStatsSql = `SELECT n.nspname || '.' || c.relname,
+      (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname), false, true, '')))[1]::text,
+      pg_catalog.pg_total_relation_size(c.oid)
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
     ORDER BY 1`;
-  const out = await scratchQuery(server, database, sql, signal);
-  return out
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      const [name = '', rows = '0', bytes = '0'] = l.split('\t');
-      return { name, rows: Number(rows), bytes: Number(bytes) };
-    });
+
+export function parseTableStats(rows: readonly (readonly string[])[]): TableStats[] {
+  return rows.map(([name = '', rows = '0', bytes = '0']) => ({ name, rows: Number(rows), bytes: Number(bytes) }));
+}
+
+/** Exact row counts and on-disk sizes of every user table. */
+export async function tableStats(server: ScratchServer, database: string, signal?: AbortSignal): Promise<TableStats[]> {
+  const out = await scratchQuery(server, database, tableStatsSql, signal);
+  return parseTableStats(
+    out
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => l.split('\t')),
+  );
 }

@@ -9,7 +9,7 @@ import { FleetState } from '../state/fleet-state.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { checksFor, runChecks, type CheckResult, type ConsistencyCheck } from './consistency.ts';
 import { fetchArtifacts, type FetchedArtifact, type FetchProgress } from './fetch-artifacts.ts';
-import { createScratchDatabase, defaultPgBinDir, loadCustomArchive, loadPlainSql, parseScratchUrl, tableStats, type ScratchDatabase, type TableStats } from './scratch-db.ts';
+import { createScratchDatabase, defaultPgBinDir, loadCustomArchive, loadPlainSql, parseScratchUrl, scratchQuery, tableStats, type ScratchDatabase, type TableStats } from './scratch-db.ts';
 import { createWorkDir } from './work-dir.ts';
 import { verifyNativeBackup, type NativeVerifyResult } from '../native/verify-native.ts';
 
@@ -145,7 +145,7 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
     if (fetched.length > 0 && loaded.size === fetched.length) {
       input.onProgress?.({ step: 'check' });
       const configured = config.verify.checks as readonly (ConsistencyCheck & { profile: string })[] | undefined;
-      checks = await runChecks(server, checksFor(entry.manifest.profile, configured), loaded);
+      checks = await runChecks((db, sql) => scratchQuery(server, db, sql, signal), checksFor(entry.manifest.profile, configured), loaded);
       for (const c of checks) if (c.status === 'fail') problems.push(`${c.name}: ${c.message}`);
     }
   } catch (err) {

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { BackupError, combineErrors, errorMessage } from '../errors.ts';
 import { targetNamePattern } from '../config/schema.ts';
 import { shellQuote } from '../profiles/render.ts';
+import { fillVcdb } from './vcdb-data.ts';
 import { databaseUrl, defaultPgBin, defaultPgUrl, parsePgUrl, psql, quoteIdent, type PgServer } from './postgres.ts';
 
 /** The two services of a VCSA 5.5, in the order the backup procedure stops them. */
@@ -33,6 +34,11 @@ export interface SimApplianceOptions {
   readonly ownerPid?: number | null;
   /** How often vpxd writes an event and the inventory service syncs (default 40 ms). */
   readonly tickMs?: number;
+  /**
+   * Grow the VCDB to about this many MiB of vCenter-shaped data (statistics, events, tasks)
+   * before the services start (default 0: the few rows the demo needs). See vcdb-data.ts.
+   */
+  readonly vcdbMb?: number;
   /** Start both services before returning, like a booted appliance (default true). */
   readonly start?: boolean;
 }
@@ -54,8 +60,8 @@ export interface SimAppliance {
   /** Admin URLs (the pgUrl's user) of the two databases. */
   readonly vcdbUrl: string;
   readonly inventoryUrl: string;
-  /** Overrides for the vcsa-5.5 profile. */
-  readonly variables: { readonly ROOT: string; readonly SERVICE: string };
+  /** Overrides for the vcsa-5.5 profile (INVSVC_DB: its inventory database is PostgreSQL, restored by swap like the VCDB). */
+  readonly variables: { readonly ROOT: string; readonly SERVICE: string; readonly INVSVC_DB: string };
   /** Runs `service <name> <action>` and returns its exit code and output (never throws on exit codes). */
   service(name: SimService, action: SimServiceAction): Promise<ServiceCommandResult>;
   serviceRunning(name: SimService): Promise<boolean>;
@@ -157,7 +163,15 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
           if (!(err instanceof BackupError && /ENOENT/.test(err.message))) problems.push(err);
         }
       }
-      for (const db of [vcdbName, inventoryDbName]) {
+      // Restores keep the databases they replaced beside them (<db>_before_<run>): those go too.
+      let derived: string[] = [];
+      try {
+        const like = (db: string): string => `datname LIKE '${db.replace(/_/g, '\\_')}\\_%'`;
+        derived = (await psql(server.url, `SELECT datname FROM pg_database WHERE ${like(vcdbName)} OR ${like(inventoryDbName)};`, { pgBin })).split('\n').filter((l) => l !== '');
+      } catch (err) {
+        problems.push(err);
+      }
+      for (const db of [vcdbName, inventoryDbName, ...derived]) {
         try {
           await psql(server.url, `DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE);`, { pgBin });
         } catch (err) {
@@ -183,6 +197,7 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
     }
     await psql(vcdbUrl, vcdbSchema, { pgBin });
     await psql(inventoryUrl, inventorySchema, { pgBin });
+    if (options.vcdbMb) await fillVcdb(vcdbUrl, { mb: options.vcdbMb, owner: simDbUser, pgBin });
 
     const envFile = join(root, 'etc', 'vcsa-sim', 'appliance.env');
     const env: Record<string, string> = {
@@ -261,7 +276,7 @@ export async function createSimAppliance(options: SimApplianceOptions): Promise<
     inventoryDbName,
     vcdbUrl,
     inventoryUrl,
-    variables: { ROOT: root, SERVICE: serviceCommand },
+    variables: { ROOT: root, SERVICE: serviceCommand, INVSVC_DB: inventoryDbName },
     service,
     serviceRunning,
     async servicesRunning() {

@@ -25,6 +25,8 @@ export interface SimFleetOptions {
   /** See SimApplianceOptions.ownerPid. */
   readonly ownerPid?: number | null;
   readonly tickMs?: number;
+  /** Each appliance's VCDB holds about this many MiB of vCenter-shaped data (default: small). */
+  readonly vcdbMb?: number;
 }
 
 /** sim.json (DESIGN §6). */
@@ -99,6 +101,7 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
           ...(options.pgBin ? { pgBin: options.pgBin } : {}),
           ...(options.ownerPid !== undefined ? { ownerPid: options.ownerPid } : {}),
           ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+          ...(options.vcdbMb ? { vcdbMb: options.vcdbMb } : {}),
         }),
       ),
     );
@@ -136,7 +139,7 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
         name: a.name,
         profile: 'vcsa-5.5',
         executor: { type: 'local' },
-        variables: { ROOT: a.variables.ROOT, SERVICE: a.variables.SERVICE },
+        variables: { ROOT: a.variables.ROOT, SERVICE: a.variables.SERVICE, INVSVC_DB: a.variables.INVSVC_DB },
       })),
     };
     const configPath = join(outDir, 'fleet.yaml');

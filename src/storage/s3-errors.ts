@@ -155,6 +155,15 @@ export function s3ErrorToBackupError(err: unknown, ctx: S3ErrorContext): BackupE
       false,
     );
   }
+  if (name === 'EntityTooLarge' || status === 413) {
+    // Small S3-compatible servers cap request bodies (the embedded endpoint at about 11 MiB);
+    // a retry with the same part size fails the same way.
+    return make(
+      'S3_ENTITY_TOO_LARGE',
+      `S3 endpoint ${ctx.endpoint} refused a request body as too large (${ctx.operation} of ${where}, ${name}${status === undefined ? '' : `, HTTP ${status}`}); lower s3.partSizeMiB (at least 5) to a part size the server accepts`,
+      true,
+    );
+  }
   if (configCodes.has(name) || status === 301) {
     return make('S3_ERROR', `S3 refused ${ctx.operation} of ${where} (${name}): ${raw}; check s3.region, s3.endpoint, s3.bucket and s3.storageClass`, true);
   }

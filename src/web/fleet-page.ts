@@ -52,7 +52,7 @@ function renderLease(view: FleetView): RawHtml {
   if (view.lease.length === 0) return html`<span class="free">free: no appliance is quiesced</span>`;
   return html`${view.lease.map(
     (l) =>
-      html`<span class="holder${l.expired ? ' expired' : ''}"><strong>${l.target}</strong> quiesced by ${l.holder} since ${l.since.slice(11, 19)} UTC${l.expired ? ' (EXPIRED: the watchdog is restarting its services)' : ''}</span> `,
+      html`<span class="holder${l.expired ? ' expired' : ''}"><strong>${l.target}</strong> quiesced by ${l.holder} since ${l.since.slice(11, 19)} UTC${l.why ? html` <em class="why">(${l.why})</em>` : l.expired ? ' (EXPIRED: the watchdog is restarting its services)' : ''}</span> `,
   )}`;
 }
 

@@ -1,4 +1,5 @@
 import type { LeaseEntry } from '../locks/fleet-lease.ts';
+import { leaseHoldReason } from '../locks/lease-hold-reason.ts';
 import type { CurrentStep, LastVerify, TargetState } from '../state/fleet-state.ts';
 
 /**
@@ -50,6 +51,8 @@ export interface LeaseView {
   /** Its holder stopped renewing; the watchdog restarts the appliance, then frees the slot. */
   readonly expired: boolean;
   readonly rescuer?: string;
+  /** Why it still holds the slot (abandoned, failed rescues, backoff), when it is not simply working. */
+  readonly why?: string;
 }
 
 export interface FleetView {
@@ -113,6 +116,11 @@ export function buildFleetView(input: FleetViewInput): FleetView {
     since: new Date(h.since).toISOString(),
     expired: h.expiresAt <= now,
     ...(h.rescuer ? { rescuer: h.rescuer } : {}),
+    ...withWhy(leaseHoldReason(h, now)),
   }));
   return { generatedAt: new Date(now).toISOString(), staleHours: input.staleHours, targets, lease, queues: input.queues };
+}
+
+function withWhy(why: string | null): { why?: string } {
+  return why === null ? {} : { why };
 }

@@ -110,7 +110,10 @@ void describe('config validation: field-named messages', () => {
     const raw = base();
     raw.targets[0]!['schedule'] = { cron: '0 2 * * * * *', tz: 'Asia/Kolkata' };
     assertIssue(raw, /^targets\[0\]\.schedule\.cron: expected 5 fields/);
-    assert.deepEqual(issuesOf({ ...base(), schedule: { cron: '*/5 * * * * *', tz: 'Asia/Kolkata' } }), []);
+    // Six fields are fine when the seconds field fires once a minute at most.
+    assert.deepEqual(issuesOf({ ...base(), schedule: { cron: '30 */5 * * * *', tz: 'Asia/Kolkata' } }), []);
+    assertIssue({ ...base(), schedule: { cron: '*/5 * * * * *', tz: 'Asia/Kolkata' } }, /^schedule\.cron: "\*\/5 \* \* \* \* \*" fires 12 times a minute; fire at most once a minute/);
+    assertIssue({ ...base(), schedule: { cron: '* * * * * *' } }, /^schedule\.cron: .* fires 60 times a minute/);
     assert.deepEqual(issuesOf({ ...base(), schedule: { cron: '@daily', tz: 'Europe/Berlin' } }), []);
   });
 

@@ -48,7 +48,7 @@ void describe('fleet lease', () => {
     const dead = lease(1, 300, 'dead-worker');
     const other = lease(1, 10_000, 'other-worker');
     const held = await dead.acquire('vc1', { waitMs: 1000 });
-    held.abandon(); // the worker "dies": no more renewals
+    await held.abandon('test: left to the watchdog'); // no more renewals, expired at once
     // Expired by Redis's clock, the one the lease is judged by.
     const entry = await waitFor('the abandoned lease to expire', async () => {
       const [e] = await other.holders();

@@ -115,14 +115,18 @@ void describe('restore onto a simulated VCSA 5.5', () => {
     assert.equal(await vc2.servicesRunning(), true);
   });
 
-  void test('a restore step that fails says what was and was not restored, and the services come back', async () => {
+  void test('an in-place restore that fails after the swap swaps the VCDB back, says so, and the services come back', async () => {
     const auditBefore = (await readAudit(fx.auditLog)).length;
+    const vcdbBefore = await checksum(vc1, 'vcdb', 'vpx_entity');
+    // INVSVC_DB empty: the inventory database is restored in place by restore.sh, as on a real 5.5.
     const err = await restore('vc1', 'latest', 'vc1', {
-      targets: [{ name: 'vc1', profile: 'vcsa-5.5', executor: { type: 'local' }, variables: { ...vc1.variables, INVSVC_SCRIPTS: `${vc1.root}/no/such/scripts` } }],
+      targets: [{ name: 'vc1', profile: 'vcsa-5.5', executor: { type: 'local' }, variables: { ...vc1.variables, INVSVC_DB: '', INVSVC_SCRIPTS: `${vc1.root}/no/such/scripts` } }],
     }).then(() => null, (e: unknown) => e);
     assert.ok(err instanceof BackupError, String(err));
     assert.equal(err.code, 'RESTORE_FAILED');
-    assert.match(err.message, /restored: vcdb; not restored: inventory \(.*restore\.sh.*\)/);
+    assert.match(err.message, /restored: none; not restored: vcdb \(swapped back\); inventory \(.*restore\.sh.*\)/);
+    assert.equal(await checksum(vc1, 'vcdb', 'vpx_entity'), vcdbBefore, 'the VCDB is the one from before the restore');
+    assert.equal((await vc1.sql('vcdb', `SELECT count(*) FROM pg_database WHERE datname LIKE '${vc1.vcdbName}\\_restore\\_%';`)).trim(), '0', 'the loaded copy is dropped');
     assert.match(err.message, /services are running again/);
     assert.equal(await vc1.servicesRunning(), true);
     const audit = (await readAudit(fx.auditLog)).slice(auditBefore).filter((e) => e.appliance === vc1.name);

@@ -88,6 +88,39 @@ void describe('vcsa-backup simulate', () => {
     }
   });
 
+  void test('with --s3-endpoint it stays up until SIGTERM (a stopped service starts again), then removes its databases', async () => {
+    // Nothing of simulate's own holds the event loop when the S3 endpoint is external: the
+    // command must keep itself alive, or the daemons (which watch its pid) refuse to start.
+    const dir = await mkdtemp(join(tmpdir(), 'sim-cli-ext-'));
+    const run = runCli(['simulate', '--count', '1', '--out', dir, '--s3-endpoint', 'http://127.0.0.1:9']);
+    try {
+      await waitFor('simulate to say it runs', () => run.stderr().includes('running until SIGTERM') || run.child.exitCode !== null, 60_000);
+      const sim = await readSimJson(join(dir, 'sim.json'));
+      assert.equal(sim.s3.endpoint, 'http://127.0.0.1:9');
+      const config = loadConfig(join(dir, 'fleet.yaml'), { env: {} });
+      const vpxd = config.targets[0]!.boundProfile.services[0]!;
+      // A stop and a start take the daemons' own time: the owner must still be there after both.
+      assert.equal((await bash(vpxd.stop)).exitCode, 0);
+      const started = await bash(vpxd.start);
+      assert.equal(started.exitCode, 0, started.stderr);
+      assert.equal((await bash(vpxd.status)).exitCode, 0, 'vpxd runs again after a stop');
+      assert.equal(run.child.exitCode, null, `simulate exited early: ${run.stderr()}`);
+      const dbNames = sim.appliances.flatMap((a) => [new URL(a.vcdbUrl).pathname.slice(1), new URL(a.inventoryUrl).pathname.slice(1)]);
+      assert.equal(await databasesNamed(dbNames), 2);
+
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exit, 0, run.stderr());
+      assert.match(run.stderr(), /simulate: done/);
+      assert.equal(await databasesNamed(dbNames), 0, 'databases are dropped');
+    } finally {
+      if (run.child.exitCode === null) {
+        run.child.kill('SIGTERM');
+        await run.exit;
+      }
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   void test('bad arguments exit 2 and start nothing', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sim-cli-bad-'));
     try {

@@ -406,6 +406,11 @@ void describe('S3 store specifics', () => {
     const timeout = s3ErrorToBackupError(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }), ctx);
     assert.equal(timeout.code, 'S3_UNREACHABLE');
     assert.equal(s3ErrorToBackupError(sdk('PermanentRedirect', 301), ctx).permanent, true);
+    for (const tooLarge of [sdk('EntityTooLarge', 400), sdk('Error', 413)]) {
+      const e = s3ErrorToBackupError(tooLarge, ctx);
+      assert.deepEqual([e.code, e.permanent], ['S3_ENTITY_TOO_LARGE', true]);
+      assert.match(e.message, /s3\.partSizeMiB/);
+    }
     // "This server cannot do that": fall back or skip, never fail.
     assert.equal(isUnsupportedByServer(sdk('NotImplemented', 501)), true);
     assert.equal(isUnsupportedByServer(sdk('MethodNotAllowed', 405)), true);

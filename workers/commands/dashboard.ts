@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../src/abort.ts';
 import { exitCodes, intOption, stringOption, type CliCommand } from '../../src/cli/command.ts';
 import { startDashboard } from '../dashboard.ts';
 
@@ -9,6 +9,7 @@ export const command: CliCommand = {
     'bull-board under /queues, Prometheus metrics at /metrics and /healthz. Binds 127.0.0.1 unless --host says otherwise; ' +
     'dashboard.token or dashboard.basicAuth in the config protect everything but /healthz.',
   usage: '[--config fleet.yaml] [--host 127.0.0.1] [--port 8080]',
+  needs: ['dashboard'],
   options: { host: { type: 'string' }, port: { type: 'string' } },
   async run(ctx) {
     const config = ctx.config();
@@ -17,7 +18,7 @@ export const command: CliCommand = {
     const dashboard = await startDashboard({ config, logger: ctx.logger, host, port });
     ctx.say(`dashboard: ${dashboard.url} (queues at ${dashboard.url}queues/, metrics at ${dashboard.url}metrics)`);
     if (ctx.json) ctx.out(JSON.stringify({ url: dashboard.url }));
-    if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+    await untilAborted(ctx.signal);
     await dashboard.close();
     return exitCodes.ok;
   },

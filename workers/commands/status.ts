@@ -1,6 +1,7 @@
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
 import { formatBytes, formatDuration } from '../../src/cli/progress.ts';
-import { FleetLease } from '../../src/locks/fleet-lease.ts';
+import { fleetLeaseFor } from '../../src/locks/fleet-lease.ts';
+import { leaseHoldReason } from '../../src/locks/lease-hold-reason.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { nextRuns } from '../producer.ts';
 import { openClient } from '../redis.ts';
@@ -15,7 +16,7 @@ export const command: CliCommand = {
     const redis = await openClient(config.redis.url);
     try {
       const state = new FleetState(redis, config.redis.prefix);
-      const lease = new FleetLease(redis, { prefix: config.redis.prefix, maxConcurrent: config.quiesce.maxConcurrent, leaseMs: config.quiesce.leaseSeconds * 1000, logger: ctx.logger });
+      const lease = fleetLeaseFor(config, redis, { logger: ctx.logger });
       const [states, holders, next] = await Promise.all([state.all(config.targets.map((t) => t.name)), lease.holders(), nextRuns(config, redis)]);
       const now = Date.now();
       const targets = states.map((s) => ({
@@ -29,7 +30,10 @@ export const command: CliCommand = {
         lastVerify: s.lastVerify,
         counts: { successes: s.successes, failures: s.failures, retries: s.retries, uploadRetries: s.uploadRetries },
       }));
-      const leaseOut = holders.map((h) => ({ target: h.target, holder: h.holder, since: new Date(h.since).toISOString(), expired: h.expiresAt <= now, ...(h.rescuer ? { rescuer: h.rescuer } : {}) }));
+      const leaseOut = holders.map((h) => {
+        const why = leaseHoldReason(h, now);
+        return { target: h.target, holder: h.holder, since: new Date(h.since).toISOString(), expired: h.expiresAt <= now, ...(h.rescuer ? { rescuer: h.rescuer } : {}), ...(why === null ? {} : { why }) };
+      });
       if (ctx.json) {
         ctx.out(JSON.stringify({ targets, lease: leaseOut }));
         return exitCodes.ok;
@@ -50,7 +54,7 @@ export const command: CliCommand = {
       const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
       for (const r of rows) ctx.out(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
       ctx.out('');
-      ctx.out(leaseOut.length === 0 ? 'fleet lease: free' : `fleet lease: ${leaseOut.map((l) => `${l.target} held by ${l.holder} since ${l.since}${l.expired ? ' (EXPIRED: watchdog restarting it)' : ''}`).join('; ')}`);
+      ctx.out(leaseOut.length === 0 ? 'fleet lease: free' : `fleet lease: ${leaseOut.map((l) => `${l.target} held by ${l.holder} since ${l.since}${l.why ? ` (${l.why})` : l.expired ? ' (EXPIRED: watchdog restarting it)' : ''}`).join('; ')}`);
       for (const t of targets) if (t.lastFailure) ctx.out(`${t.name}: last failure ${t.lastFailure.code}: ${t.lastFailure.message}`);
       return exitCodes.ok;
     } finally {

@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../src/abort.ts';
 import { exitCodes, type CliCommand } from '../../src/cli/command.ts';
 import { createExecutor } from '../../src/executors/index.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
@@ -11,6 +11,7 @@ export const command: CliCommand = {
     'Run a worker: take backup jobs from the queue (stop → dump → start → gzip → upload → verify → manifest), run the scheduler triggers and the watchdog. ' +
     'Stops gracefully on SIGTERM/SIGINT: a dump in flight is cancelled, the appliance\'s services are started and the lease released before exit.',
   usage: '[--config fleet.yaml]',
+  needs: ['notify'],
   options: {},
   async run(ctx) {
     const config = ctx.config();
@@ -22,7 +23,7 @@ export const command: CliCommand = {
       makeExecutor: (target) => createExecutor(target.executor, ctx.logger.child({ target: target.name })),
       afterBackup: afterBackupTasks(config, store),
     });
-    if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+    await untilAborted(ctx.signal);
     await worker.close();
     store.close();
     return exitCodes.ok;

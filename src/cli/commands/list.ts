@@ -42,8 +42,8 @@ export const command: CliCommand = {
     findTarget(config, name);
     const store = createS3ObjectStore(config.s3, ctx.logger);
     try {
-      const damaged: { key: string; reason: string }[] = [];
-      const entries = await listBackups(store, config.s3.prefix, name, { logger: ctx.logger, onDamaged: (key, reason) => damaged.push({ key, reason }) });
+      const damaged: { key: string; code: string; reason: string }[] = [];
+      const entries = await listBackups(store, config.s3.prefix, name, { logger: ctx.logger, onDamaged: (key, reason, code) => damaged.push({ key, code, reason }) });
       if (ctx.json) {
         ctx.out(JSON.stringify({ target: name, bucket: config.s3.bucket, backups: entries.map(catalogJson), damaged }));
         return exitCodes.ok;
@@ -71,7 +71,7 @@ export const command: CliCommand = {
         }
         ctx.out(table(rows));
       }
-      for (const d of damaged) ctx.say(`warning: ${d.key} is unreadable and not listed: ${d.reason}`);
+      for (const d of damaged) ctx.say(`warning (${d.code}): ${d.key} is not listed: ${d.reason}`);
       return exitCodes.ok;
     } finally {
       store.close();

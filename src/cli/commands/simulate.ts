@@ -1,7 +1,8 @@
-import { once } from 'node:events';
+import { untilAborted } from '../../abort.ts';
 import { simulateNative } from './simulate-native.ts';
 import { startSimFleet } from '../../sim/fleet.ts';
 import { defaultPgUrl } from '../../sim/postgres.ts';
+import { maxVcdbMb } from '../../sim/vcdb-data.ts';
 import { intOption, requiredString, stringOption, UsageError, type CliCommand } from '../command.ts';
 
 export const command: CliCommand = {
@@ -9,9 +10,10 @@ export const command: CliCommand = {
   summary:
     'Starts N simulated VCSA 5.5 appliances (real PostgreSQL databases, services that keep writing) and an S3 endpoint, ' +
     'writes DIR/fleet.yaml for the workers, DIR/sim.json and DIR/audit.jsonl, and runs until SIGTERM or SIGINT, then removes everything it started.',
-  usage: '--count N --out DIR [--profile vcsa-5.5|vcsa-native] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
+  usage: '--count N --out DIR [--profile vcsa-5.5|vcsa-native] [--vcdb-mb M] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
   options: {
     count: { type: 'string', short: 'n' },
+    'vcdb-mb': { type: 'string' },
     out: { type: 'string', short: 'o' },
     's3-endpoint': { type: 'string' },
     'pg-url': { type: 'string' },
@@ -22,6 +24,8 @@ export const command: CliCommand = {
     const count = intOption(ctx.values, 'count', 1);
     if (count === undefined) throw new UsageError('--count: required; how many appliances to simulate, e.g. --count 3');
     if (count > 50) throw new UsageError(`--count: at most 50 appliances, got \`${count}\``);
+    const vcdbMb = intOption(ctx.values, 'vcdb-mb', 0);
+    if (vcdbMb !== undefined && vcdbMb > maxVcdbMb) throw new UsageError(`--vcdb-mb: at most ${maxVcdbMb} MiB per appliance, got \`${vcdbMb}\``);
     const outDir = requiredString(ctx.values, 'out', 'the directory for fleet.yaml, sim.json and the appliances, e.g. --out .sim');
     const s3Endpoint = stringOption(ctx.values, 's3-endpoint');
     if (s3Endpoint !== undefined && !/^https?:\/\/[^/\s]+/.test(s3Endpoint)) {
@@ -33,11 +37,12 @@ export const command: CliCommand = {
 
     if (ctx.signal.aborted) return 0;
     if (stringOption(ctx.values, 'profile') === 'vcsa-native') return simulateNative(ctx, count, outDir, s3Endpoint, redisUrl);
-    ctx.say(`simulate: starting ${count} appliance(s) in ${outDir}`);
+    ctx.say(`simulate: starting ${count} appliance(s) in ${outDir}${vcdbMb ? `, filling each VCDB with about ${vcdbMb} MiB of vCenter-shaped data` : ''}`);
     const fleet = await startSimFleet({
       count,
       outDir,
       pgUrl,
+      ...(vcdbMb ? { vcdbMb } : {}),
       ...(s3Endpoint ? { s3Endpoint } : {}),
       ...(redisUrl ? { redisUrl } : {}),
     });
@@ -64,7 +69,7 @@ export const command: CliCommand = {
           `simulate: running until SIGTERM or Ctrl-C, e.g. \`vcsa-backup worker --config ${fleet.configPath}\` in another terminal`,
         ].join('\n'),
       );
-      if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+      await untilAborted(ctx.signal);
       ctx.say('simulate: stopping the appliances and removing their databases');
     } finally {
       await fleet.stop();

@@ -10,18 +10,18 @@ export interface ServiceOptions {
   readonly logger: Logger;
 }
 
-/** Starts the services again and confirms they run. Never takes an AbortSignal: it must finish. */
-export type StartServices = () => Promise<void>;
+/** The undo of a stop: starts the services again and confirms they run. Never takes an AbortSignal: it must finish. */
+export type ServiceRestart = () => Promise<void>;
 
 /**
  * Stops the services in profile order and returns the undo that starts them again. If a stop
  * fails half way, the services already stopped — and the one that failed, which may be half
  * down — are started before the error is thrown: nothing is left quiesced.
  */
-export async function stopServices(options: ServiceOptions, signal?: AbortSignal): Promise<StartServices> {
+export async function stopServices(options: ServiceOptions, signal?: AbortSignal): Promise<ServiceRestart> {
   const { executor, services, timeoutMs, logger } = options;
   const touched: ServiceSpec[] = [];
-  const start: StartServices = () => startServices({ ...options, services: touched.slice().reverse() });
+  const start: ServiceRestart = () => startServices({ ...options, services: touched.slice().reverse() });
   try {
     for (const service of services) {
       signal?.throwIfAborted();
