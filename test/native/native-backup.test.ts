@@ -46,8 +46,7 @@ function config(overrides: Record<string, unknown> = {}, targetsEdit?: (t: Recor
     return parseConfig({
       s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, forcePathStyle: true, checksums: 'when-required', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       spool: { dir: join(dir, 'spool'), minFreeMiB: 1 },
-      native: loopbackNativeSection({ pollSeconds: 0.1, ...overrides }),
-      worker: { backoffSeconds: 0.1 },
+      native: loopbackNativeSection({ pollSeconds: 1, ...overrides }),
       targets,
     });
   });
@@ -127,7 +126,7 @@ void describe('vcsa-native backups', () => {
     { fault: { kind: 'wrong-location-credentials' }, code: 'NATIVE_VALIDATE_FAILED', quote: /"Authentication failed for user vcsa-backup-[a-z0-9]+ on location sftp:\/\/127\.0\.0\.1/ },
     { fault: { kind: 'unreachable-location' }, code: 'NATIVE_VALIDATE_FAILED', quote: /"Location sftp:\/\/.* is not reachable/ },
     { fault: { kind: 'transfer-cut' }, code: 'NATIVE_JOB_FAILED', quote: /FAILED at \d+%: .*"Transfer of database_full_backup\.tar\.gz .* failed: connection lost after/ },
-    { fault: { kind: 'stuck' }, code: 'NATIVE_JOB_TIMEOUT', quote: /did not finish within 1\.5 s \(native\.jobTimeoutSeconds\); job .* was cancelled on the appliance/, tune: { jobTimeoutSeconds: 1.5 } },
+    { fault: { kind: 'stuck' }, code: 'NATIVE_JOB_TIMEOUT', quote: /did not finish within 2 s \(native\.jobTimeoutSeconds\); job .* was cancelled on the appliance/, tune: { jobTimeoutSeconds: 2 } },
     { fault: { kind: 'unavailable', count: 50 }, code: 'NATIVE_API_UNAVAILABLE', quote: /HTTP 503 .*"The service is temporarily unavailable/ },
   ];
   for (const f of failures) {

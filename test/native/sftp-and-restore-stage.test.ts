@@ -104,7 +104,7 @@ void describe('restore-stage', () => {
     const config = parseConfig({
       s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, forcePathStyle: true, checksums: 'when-required', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       spool: { dir: join(dir, 'spool'), minFreeMiB: 1 },
-      native: loopbackNativeSection({ pollSeconds: 0.1 }),
+      native: loopbackNativeSection({ pollSeconds: 1 }),
       targets: await nativeTargets(appliances, join(dir, 'secrets')),
     });
     const target = config.targets[0];
