@@ -169,7 +169,9 @@ export function parseManifest(value: unknown, key: string, profiles: ReadonlyMap
     const at = `artifacts[${i}]`;
     if (a === null || typeof a !== 'object' || Array.isArray(a)) return fail(at, 'not an object');
     const art = a as Record<string, unknown>;
-    const dump = dumps.find((d) => d.name === art['name']);
+    // vcsa-native: the artifacts are the appliance's own files, whatever it named them (src/native/).
+    const nativeName = (profile as Profile).name === 'vcsa-native' && typeof art['name'] === 'string' && art['name'] !== '' ? art['name'] : null;
+    const dump = nativeName ? { name: nativeName, file: nativeName.replace(/\//g, '__') } : dumps.find((d) => d.name === art['name']);
     if (!dump) return fail(`${at}.name`, `${JSON.stringify(art['name'])} is not a dump of profile ${(profile as Profile).name} (${dumps.map((d) => d.name).join(', ')})`);
     if (names.has(dump.name)) fail(`${at}.name`, `${dump.name} is listed twice`);
     names.add(dump.name);
@@ -190,7 +192,7 @@ export function parseManifest(value: unknown, key: string, profiles: ReadonlyMap
     if (art['rawBytes'] !== undefined && !isByteCount(art['rawBytes'])) fail(`${at}.rawBytes`, 'not a byte count');
     if (art['rawSha256'] !== undefined && (typeof art['rawSha256'] !== 'string' || !sha256Pattern.test(art['rawSha256']))) fail(`${at}.rawSha256`, 'not a sha256 in hex');
     if (art['compression'] !== undefined && art['compression'] !== 'gzip') fail(`${at}.compression`, `${JSON.stringify(art['compression'])}, expected "gzip"`);
-    if (art['format'] !== undefined && art['format'] !== 'plain-sql' && art['format'] !== 'pg-custom') fail(`${at}.format`, `${JSON.stringify(art['format'])}, expected "plain-sql" or "pg-custom"`);
+    if (art['format'] !== undefined && art['format'] !== 'plain-sql' && art['format'] !== 'pg-custom' && !(nativeName && art['format'] === 'vcsa-native')) fail(`${at}.format`, `${JSON.stringify(art['format'])}, expected "plain-sql" or "pg-custom"`);
     if (algorithm === 'age') {
       const age = enc as Record<string, unknown>;
       const recipients = age['recipients'];
