@@ -5,9 +5,11 @@ import type { Executor } from '../src/executors/executor.ts';
 import type { Logger } from '../src/log.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
 import { spoolHost } from '../src/backup/spool.ts';
-import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult } from '../src/fleet/backup-job.ts';
+import { processBackupJob, type BackupJobData, type BackupJobDeps, type BackupJobResult, type JobHandle } from '../src/fleet/backup-job.ts';
 import { fleetLeaseFor, holderIdentity } from '../src/locks/fleet-lease.ts';
 import { Watchdog } from '../src/locks/watchdog.ts';
+import { createNativeLease, isNativeTarget, processNativeJob, type NativeJobDeps } from '../src/native/native-job.ts';
+import { NativeWatchdog } from '../src/native/native-watchdog.ts';
 import { createNotifier } from '../src/notify/notifier.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
 import { encodeFailure } from './job-failure.ts';
@@ -54,6 +56,12 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
     ...(notifier ? { notifier } : {}),
   };
 
+  // vcsa-native targets: the appliance's own backup, with a lease pool of its own (native.maxConcurrent).
+  const nativeLease = createNativeLease(connection, config, holderId, logger);
+  const { lease: _classicLease, makeExecutor: _makeExecutor, ...sharedDeps } = jobDeps;
+  const nativeDeps: NativeJobDeps = { ...sharedDeps, nativeLease };
+  const isNative = (name: string): boolean => config.targets.some((t) => t.name === name && isNativeTarget(t));
+
   const backupWorker = new Worker<BackupJobData, BackupJobResult>(
     backupQueueName,
     async (job: Job<BackupJobData, BackupJobResult>, _token?: string, bullSignal?: AbortSignal) => {
@@ -61,18 +69,16 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
       jobControllers.set(job.id ?? '', controller);
       const signal = AbortSignal.any([controller.signal, shutdown.signal, ...(bullSignal ? [bullSignal] : [])]);
       try {
-        return await processBackupJob(
-          jobDeps,
-          {
-            id: job.id ?? '',
-            data: job.data,
-            attempt: job.attemptsMade + 1,
-            maxAttempts: job.opts.attempts ?? 1,
-            updateData: (data) => job.updateData(data),
-            reportProgress: (event) => void job.updateProgress({ ...event }).catch(() => undefined),
-          },
-          signal,
-        );
+        const handle: JobHandle = {
+          id: job.id ?? '',
+          data: job.data,
+          attempt: job.attemptsMade + 1,
+          maxAttempts: job.opts.attempts ?? 1,
+          updateData: (data) => job.updateData(data),
+          reportProgress: (event) => void job.updateProgress({ ...event }).catch(() => undefined),
+        };
+        if (isNative(job.data.target)) return await processNativeJob(nativeDeps, handle, signal);
+        return await processBackupJob(jobDeps, handle, signal);
       } catch (err) {
         if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
         throw new Error(encodeFailure(err));
@@ -112,6 +118,8 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
 
   const watchdog = new Watchdog({ config, lease, makeExecutor: deps.makeExecutor, logger: logger.child({ component: 'watchdog' }), rescuerId: holderId, notifier });
   watchdog.start();
+  const nativeWatchdog = new NativeWatchdog({ config, lease: nativeLease, redis: connection, logger: logger.child({ component: 'native-watchdog' }), rescuerId: holderId });
+  nativeWatchdog.start();
   // Timers last, once nothing above can throw: close() is what stops them.
   const staleChecks = notifier?.startStaleChecks(config.targets.filter((t) => t.enabled).map((t) => t.name), config.notify.checkIntervalSeconds * 1000);
   logger.info({ holderId, concurrency: config.worker.concurrency, targets: config.targets.length }, 'worker started');
@@ -125,6 +133,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
         shutdown.abort(new BackupError('ABORTED', 'worker shutting down'));
         await Promise.allSettled([backupWorker.close(), triggerWorker.close()]);
         await watchdog.stop();
+        await nativeWatchdog.stop();
         await staleChecks?.stop();
         await backupQueue.close();
         await connection.quit().catch(() => connection.disconnect());

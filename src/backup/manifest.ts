@@ -1,6 +1,7 @@
 import type { AgeEncryptionInfo } from '../crypto/age-stream.ts';
 import type { EncryptionInfo } from '../crypto/format.ts';
 import type { QuiesceRecord } from './spool.ts';
+import type { NativeBackupInfo } from '../native/backup-info.ts';
 import { targetNamePattern } from '../config/schema.ts';
 import { BackupError } from '../errors.ts';
 import { builtinProfiles } from '../profiles/builtin.ts';
@@ -41,8 +42,8 @@ export interface ManifestArtifact {
   readonly compression: 'gzip';
   /** null: stored as gzip. Otherwise how it is encrypted, keys aside. */
   readonly encryption: null | ArtifactEncryption;
-  /** How `verify` loads it into a scratch database. */
-  readonly format: 'plain-sql' | 'pg-custom';
+  /** How `verify` loads it into a scratch database; `vcsa-native` files are the appliance's own archive (src/native/). */
+  readonly format: 'plain-sql' | 'pg-custom' | 'vcsa-native';
 }
 
 export interface Manifest {
@@ -61,6 +62,8 @@ export interface Manifest {
   readonly artifacts: readonly ManifestArtifact[];
   /** When `rekey` last re-encrypted the artifacts (the manifest was rewritten then); absent if never. */
   readonly rekeyedAt?: string;
+  /** vcsa-native backups: what the appliance said about its own backup (never a password). */
+  readonly native?: NativeBackupInfo;
 }
 
 export function backupIdFor(date: Date): string {
@@ -167,7 +170,9 @@ export function parseManifest(value: unknown, key: string, profiles: ReadonlyMap
     const at = `artifacts[${i}]`;
     if (a === null || typeof a !== 'object' || Array.isArray(a)) return fail(at, 'not an object');
     const art = a as Record<string, unknown>;
-    const dump = dumps.find((d) => d.name === art['name']);
+    // vcsa-native: the artifacts are the appliance's own files, whatever it named them (src/native/).
+    const nativeName = (profile as Profile).name === 'vcsa-native' && typeof art['name'] === 'string' && art['name'] !== '' ? art['name'] : null;
+    const dump = nativeName ? { name: nativeName, file: nativeName.replace(/\//g, '__') } : dumps.find((d) => d.name === art['name']);
     if (!dump) return fail(`${at}.name`, `${JSON.stringify(art['name'])} is not a dump of profile ${(profile as Profile).name} (${dumps.map((d) => d.name).join(', ')})`);
     if (names.has(dump.name)) fail(`${at}.name`, `${dump.name} is listed twice`);
     names.add(dump.name);
@@ -188,7 +193,7 @@ export function parseManifest(value: unknown, key: string, profiles: ReadonlyMap
     if (art['rawBytes'] !== undefined && !isByteCount(art['rawBytes'])) fail(`${at}.rawBytes`, 'not a byte count');
     if (art['rawSha256'] !== undefined && (typeof art['rawSha256'] !== 'string' || !sha256Pattern.test(art['rawSha256']))) fail(`${at}.rawSha256`, 'not a sha256 in hex');
     if (art['compression'] !== undefined && art['compression'] !== 'gzip') fail(`${at}.compression`, `${JSON.stringify(art['compression'])}, expected "gzip"`);
-    if (art['format'] !== undefined && art['format'] !== 'plain-sql' && art['format'] !== 'pg-custom') fail(`${at}.format`, `${JSON.stringify(art['format'])}, expected "plain-sql" or "pg-custom"`);
+    if (art['format'] !== undefined && art['format'] !== 'plain-sql' && art['format'] !== 'pg-custom' && !(nativeName && art['format'] === 'vcsa-native')) fail(`${at}.format`, `${JSON.stringify(art['format'])}, expected "plain-sql" or "pg-custom"`);
     if (algorithm === 'age') {
       const age = enc as Record<string, unknown>;
       const recipients = age['recipients'];

@@ -2,6 +2,7 @@ import { access, mkdir, readdir, readFile, rm, statfs, writeFile, rename } from 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BackupError } from '../errors.ts';
+import type { NativeBackupInfo } from '../native/backup-info.ts';
 
 /**
  * The spool holds a backup's dumps between the quiesce step and a verified upload, so a failed
@@ -13,7 +14,7 @@ export interface SpoolArtifact {
   readonly name: string;
   /** Raw dump file name inside the spool directory ("postgres.sql"). */
   readonly file: string;
-  readonly format: 'plain-sql' | 'pg-custom';
+  readonly format: 'plain-sql' | 'pg-custom' | 'vcsa-native';
   readonly rawBytes: number;
   /**
    * sha256 of the raw dump, when it was taken while dumping. The dump step leaves it out so
@@ -51,6 +52,8 @@ export interface SpoolRecord {
   readonly quiesce: null | QuiesceRecord;
   readonly artifacts: readonly SpoolArtifact[];
   readonly timings: Readonly<Record<string, number>>;
+  /** vcsa-native spools: the appliance's facts, copied into the manifest. */
+  readonly native?: NativeBackupInfo;
 }
 
 export const spoolRecordFile = 'spool.json';

@@ -121,6 +121,7 @@ export async function uploadSpool(input: UploadStepInput & { readonly uploaded?:
     quiesce: spool.quiesce,
     timings,
     artifacts,
+    ...(spool.native ? { native: spool.native } : {}),
   };
   const key = manifestKey(config.s3.prefix, spool.target, spool.id);
   await store.putBytes(key, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });

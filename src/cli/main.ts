@@ -21,6 +21,7 @@ export const domainCommands: CommandRegistry = {
   's3-setup': () => import('./commands/s3-setup.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
+  'restore-stage': () => import('./commands/restore-stage.ts'),
   verify: () => import('./commands/verify.ts'),
   prune: () => import('./commands/prune.ts'),
   rekey: () => import('./commands/rekey.ts'),

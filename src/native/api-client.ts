@@ -99,8 +99,13 @@ export class ApplianceApi {
   /** Logs in, choosing the dialect on the first call. */
   async login(signal?: AbortSignal): Promise<void> {
     const basic = `Basic ${Buffer.from(`${this.#settings.user}:${this.#settings.password.reveal()}`).toString('base64')}`;
-    const tryLogin = async (dialect: ApiDialect): Promise<HttpResult> =>
-      this.#http('POST', dialect === 'api' ? '/api/session' : '/rest/com/vmware/cis/session', undefined, { authorization: basic }, signal);
+    const tryLogin = async (dialect: ApiDialect): Promise<HttpResult> => {
+      for (let attempt = 1; ; attempt++) {
+        const res = await this.#http('POST', dialect === 'api' ? '/api/session' : '/rest/com/vmware/cis/session', undefined, { authorization: basic }, signal);
+        if (res.status !== 503 || attempt >= retryable503) return res;
+        await this.#backoff('login', attempt, signal);
+      }
+    };
     let dialect = this.#dialect;
     let res: HttpResult;
     if (dialect) res = await tryLogin(dialect);
@@ -153,15 +158,19 @@ export class ApplianceApi {
         continue;
       }
       if (res.status === 503 && attempt < retryable503) {
-        const delayMs = Math.min(200 * 2 ** attempt, 5000);
-        this.#logger.warn({ api: this.url, what, attempt, delayMs }, 'appliance API busy (503); retrying');
-        await sleep(delayMs, undefined, signal ? { signal } : {});
+        await this.#backoff(what, attempt, signal);
         continue;
       }
       if (res.status < 200 || res.status > 299) throw this.#httpError(what, res);
       const value = dialect === 'rest' && res.body !== null && typeof res.body === 'object' && 'value' in res.body ? (res.body).value : res.body;
       return value as T;
     }
+  }
+
+  async #backoff(what: string, attempt: number, signal?: AbortSignal): Promise<void> {
+    const delayMs = Math.min(200 * 2 ** attempt, 5000);
+    this.#logger.warn({ api: this.url, what, attempt, delayMs }, 'appliance API busy (503); retrying');
+    await sleep(delayMs, undefined, signal ? { signal } : {});
   }
 
   #httpError(what: string, res: HttpResult): BackupError {

@@ -84,7 +84,7 @@ export interface NativeAppliance {
   readonly tls: SimTls;
   readonly jobs: readonly SimJobRecord[];
   /** Requests answered with 401 because a session was unknown or expired. */
-  readonly stats: { logins: number; unauthorized: number; unavailable: number; requests: number; sessionIdsIssued: string[] };
+  readonly stats: { logins: number; unauthorized: number; unavailable: number; requests: number; sessionIdsIssued: string[]; locationPasswords: string[] };
   setFault(fault: NativeFault): void;
   /** Cancels running jobs, waits for them, closes the API. */
   stop(): Promise<void>;
@@ -138,7 +138,7 @@ export async function startNativeAppliance(options: NativeApplianceOptions): Pro
   const tls = options.tls ?? (await generateSimTls());
   const sessions = new Map<string, number>();
   const jobs: SimJobRecord[] = [];
-  const stats = { logins: 0, unauthorized: 0, unavailable: 0, requests: 0, sessionIdsIssued: [] as string[] };
+  const stats = { logins: 0, unauthorized: 0, unavailable: 0, requests: 0, sessionIdsIssued: [] as string[], locationPasswords: [] as string[] };
   let fault: NativeFault = { kind: 'none' };
   let unavailableLeft = 0;
   let expireOnceArmed = false;
@@ -324,6 +324,7 @@ export async function startNativeAppliance(options: NativeApplianceOptions): Pro
       const problem = requestProblem(body);
       if (problem) return sendError(res, dialect, 400, 'INVALID_ARGUMENT', problem);
       const b = body as { location: string; location_user: string; location_password: string };
+      stats.locationPasswords.push(b.location_password);
       try {
         const conn = await connectLocation(b.location, b.location_user, b.location_password);
         conn.client.end();
@@ -337,6 +338,7 @@ export async function startNativeAppliance(options: NativeApplianceOptions): Pro
       if (problem) return sendError(res, dialect, 400, 'INVALID_ARGUMENT', problem);
       if (jobs.some((j) => j.state === 'INPROGRESS')) return sendError(res, dialect, 400, 'NOT_ALLOWED_IN_CURRENT_STATE', 'A backup or restore job is already in progress.');
       const b = body as { parts: string[]; location: string; location_user: string; location_password: string; backup_password?: string };
+      stats.locationPasswords.push(b.location_password);
       const unknown = b.parts.filter((p) => !parts.some((q) => q.id === p));
       if (unknown.length > 0) return sendError(res, dialect, 400, 'INVALID_ARGUMENT', `Unknown backup part(s): ${unknown.join(', ')}.`);
       if (b.backup_password !== undefined && !/^(?=.*[A-Z])(?=.*[a-z])(?=.*\d)(?=.*[^A-Za-z0-9])[\x21-\x7e]{8,20}$/.test(b.backup_password)) {

@@ -46,7 +46,7 @@ export const command: CliCommand = {
           t.lastSuccess ? formatDuration(t.lastSuccess.ageSeconds * 1000) : '-',
           t.lastSuccess ? formatBytes(t.lastSuccess.bytes) : '-',
           t.lastSuccess ? formatDuration(t.lastSuccess.quiesceMs) : '-',
-          t.step?.step ?? 'idle',
+          t.step ? [t.step.step, t.step.artifact].filter(Boolean).join(' ') : 'idle',
           t.lastFailure ? `${t.lastFailure.at.slice(0, 19)} ${t.lastFailure.code}` : '-',
           t.nextRun ?? '-',
         ]);

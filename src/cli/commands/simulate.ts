@@ -1,4 +1,5 @@
 import { untilAborted } from '../../abort.ts';
+import { simulateNative } from './simulate-native.ts';
 import { startSimFleet } from '../../sim/fleet.ts';
 import { simProfiles, type SimProfile } from '../../sim/appliance.ts';
 import { defaultPgUrl } from '../../sim/postgres.ts';
@@ -8,9 +9,9 @@ import { intOption, requiredString, stringOption, UsageError, type CliCommand } 
 export const command: CliCommand = {
   name: 'simulate',
   summary:
-    'Starts N simulated VCSA 5.5 (or, with --profile vcsa-6.x, 6.x/7.0) appliances (real PostgreSQL databases, services that keep writing) and an S3 endpoint, ' +
+    'Starts N simulated VCSA 5.5 (or, with --profile vcsa-6.x, 6.x/7.0; with --profile vcsa-native, 7.0/8.0 REST API) appliances (real PostgreSQL databases, services that keep writing) and an S3 endpoint, ' +
     'writes DIR/fleet.yaml for the workers, DIR/sim.json and DIR/audit.jsonl, and runs until SIGTERM or SIGINT, then removes everything it started.',
-  usage: '--count N --out DIR [--profile vcsa-5.5|vcsa-6.x] [--vcdb-mb M] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
+  usage: '--count N --out DIR [--profile vcsa-5.5|vcsa-6.x|vcsa-native] [--vcdb-mb M] [--s3-endpoint URL] [--pg-url postgres://user@host:port/db] [--redis-url URL] [--json]',
   options: {
     count: { type: 'string', short: 'n' },
     'vcdb-mb': { type: 'string' },
@@ -28,8 +29,8 @@ export const command: CliCommand = {
     if (vcdbMb !== undefined && vcdbMb > maxVcdbMb) throw new UsageError(`--vcdb-mb: at most ${maxVcdbMb} MiB per appliance, got \`${vcdbMb}\``);
     const outDir = requiredString(ctx.values, 'out', 'the directory for fleet.yaml, sim.json and the appliances, e.g. --out .sim');
     const profileName = stringOption(ctx.values, 'profile') ?? 'vcsa-5.5';
-    if (!(simProfiles as readonly string[]).includes(profileName)) {
-      throw new UsageError(`--profile: one of ${simProfiles.join(', ')}, got \`${profileName}\``);
+    if (profileName !== 'vcsa-native' && !(simProfiles as readonly string[]).includes(profileName)) {
+      throw new UsageError(`--profile: one of ${[...simProfiles, 'vcsa-native'].join(', ')}, got \`${profileName}\``);
     }
     const profile = profileName as SimProfile;
     const s3Endpoint = stringOption(ctx.values, 's3-endpoint');
@@ -41,6 +42,7 @@ export const command: CliCommand = {
     const redisUrl = stringOption(ctx.values, 'redis-url') ?? process.env['REDIS_URL'];
 
     if (ctx.signal.aborted) return 0;
+    if (stringOption(ctx.values, 'profile') === 'vcsa-native') return simulateNative(ctx, count, outDir, s3Endpoint, redisUrl);
     ctx.say(`simulate: starting ${count} ${profile} appliance(s) in ${outDir}${vcdbMb ? `, filling each VCDB with about ${vcdbMb} MiB of vCenter-shaped data` : ''}`);
     const fleet = await startSimFleet({
       count,
