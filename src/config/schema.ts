@@ -305,7 +305,7 @@ export const configSchema = z.strictObject({
       /** Appliances that may have services stopped at the same instant, fleet-wide. */
       maxConcurrent: count(1, 1000, 'appliances quiesced at once').default(1),
       /** The fleet lease; renewed every third of this. Longer than any plausible pause of a worker. */
-      leaseSeconds: bounded(3, 3600, 'renewed every third of it, so at least 3 s; a dead worker\'s appliance stays quiesced up to this long, so at most an hour').default(30),
+      leaseSeconds: bounded(1, 3600, 'renewed every third of it, so at least 1 s; a dead worker\'s appliance stays quiesced up to this long, so at most an hour').default(30),
       watchdogIntervalSeconds: bounded(1, 3600, 'every worker checks Redis this often: at most once a second, at least once an hour so a dead worker\'s appliance comes back').default(10),
       /**
        * "dump" (default): services start as soon as the dumps are spooled; compression and upload
@@ -332,7 +332,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Native jobs running at once, fleet-wide (a lease pool of its own: no services stop, but appliances and receivers carry load). */
       maxConcurrent: count(1, 1000, 'native jobs at once').default(2),
-      leaseSeconds: bounded(3, 3600, 'renewed every third of it, so at least 3 s; at most an hour').default(30),
+      leaseSeconds: bounded(1, 3600, 'renewed every third of it, so at least 1 s; at most an hour').default(30),
       receiver: z
         .strictObject({
           /** host:port the per-job SFTP server binds; port 0 (default) gives every job its own port. */
@@ -393,9 +393,9 @@ export const configSchema = z.strictObject({
       /** Attempts of a queued backup (a fresh dump only when its spool is lost or it never got one). */
       attempts: count(1, 100, 'attempts of a queued backup').default(5),
       /** BullMQ job lock; a killed worker's job is retried after about this plus stalledIntervalSeconds. */
-      lockSeconds: bounded(5, 3600, 'BullMQ\'s job lock, renewed at half of it; a killed worker\'s job waits this long').default(30),
-      stalledIntervalSeconds: bounded(5, 3600, 'how often workers look for stalled jobs in Redis').default(30),
-      backoffSeconds: bounded(1, 86400, 'first retry delay, doubled per attempt').default(30),
+      lockSeconds: bounded(1, 3600, 'BullMQ\'s job lock, renewed at half of it; a killed worker\'s job waits this long').default(30),
+      stalledIntervalSeconds: bounded(1, 3600, 'how often workers look for stalled jobs in Redis').default(30),
+      backoffSeconds: bounded(0.1, 86400, 'first retry delay, doubled per attempt; at least 0.1 s').default(30),
       /** Upload attempts from the spool within one job attempt, with exponential backoff and jitter. */
       uploadAttempts: count(1, 100, 'upload attempts from the spool').default(8),
     })
@@ -452,7 +452,7 @@ export const configSchema = z.strictObject({
       /** Alert when an appliance has had no good backup for this long. */
       staleHours: bounded(0, 8760, 'hours, at most a year', { minExclusive: true }).default(26),
       /** How often workers look for stale appliances (one alert per stale spell, whatever the number of workers). */
-      checkIntervalSeconds: bounded(10, 86400, 'every worker reads Redis this often: at most every 10 s, at least daily').default(300),
+      checkIntervalSeconds: bounded(0.1, 86400, 'every worker reads Redis this often: at most ten times a second, at least daily').default(300),
     })
     .prefault({}),
   targets: z.array(targetSchema).min(1, 'list at least one appliance under targets'),
