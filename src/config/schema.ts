@@ -324,7 +324,7 @@ export const configSchema = z.strictObject({
        */
       mode: z.enum(['snapshot', 'classic']).default('snapshot'),
       /** How long a job waits for a fleet slot before it is retried later. */
-      waitSeconds: bounded(1, 7 * 86400, 'a job waits at most a week for a fleet slot, then is retried').default(6 * 3600),
+      waitSeconds: bounded(0.1, 7 * 86400, 'a job waits at most a week for a fleet slot, then is retried').default(6 * 3600),
     })
     .prefault({}),
   /** The vcsa-native profile: appliance file-based backups pushed to a per-job SFTP receiver (docs/native.md). */

@@ -85,8 +85,6 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
   void recorded(run.begin());
   void recorded(run.mark('lock'));
   const progress = throttledProgress(state, target.name, lease.holderId, job, (step, artifact) => void recorded(run.mark(step, artifact)));
-  // Before the lock, the lease and any stop: a bucket that cannot take the backup fails here.
-  await preflightS3(deps.store, config.s3.prefix, logger);
 
   const lock = await acquireTargetLock(redis, {
     prefix: config.redis.prefix,
@@ -122,6 +120,9 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     }
 
     if (!spool) {
+      // Before the lease and any stop: a bucket that cannot take the backup fails here. An upload
+      // from an earlier attempt's spool stops nothing, so it goes on retrying instead.
+      await preflightS3(deps.store, config.s3.prefix, logger);
       ({ spool, uploaded } = await quiesceWithLease(deps, target, logger, signal, progress));
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }

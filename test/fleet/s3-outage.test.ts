@@ -34,6 +34,10 @@ void describe('S3 down for a while, then back', () => {
   });
 
   void test('the upload retries from the spool; one quiesce', async () => {
+    // A good backup first: the worker's S3 preflight passes and is remembered (60 s), so the
+    // outage below meets the upload, not the preflight that guards the stop.
+    const warm = await h.cli(['run', '--target', 'vc01', '--wait', '--json']);
+    assert.equal(warm.code, 0, warm.stderr.slice(-3000));
     await s3?.stop();
     s3 = undefined;
     const t0 = Date.now();
@@ -85,7 +89,7 @@ void describe('worker killed while its upload is failing', () => {
     s3 = await startEmbeddedS3({ bucket: `outage-kill-${process.pid}` });
     port = Number(new URL(s3.endpoint).port);
     bucket = s3.bucket;
-    h = await startFleetHarness({ count: 1, workers: 2, s3Endpoint: s3.endpoint, s3Bucket: bucket, tune: { worker: { uploadAttempts: 100, backoffSeconds: 0.3 } } });
+    h = await startFleetHarness({ count: 1, workers: 1, s3Endpoint: s3.endpoint, s3Bucket: bucket, tune: { worker: { uploadAttempts: 100, backoffSeconds: 0.3 } } });
   });
   after(async () => {
     await h?.close();
@@ -93,6 +97,13 @@ void describe('worker killed while its upload is failing', () => {
   });
 
   void test('another worker uploads from the spool; one quiesce', async () => {
+    // The first worker backs up once (its S3 preflight passes and is remembered for 60 s, so the
+    // outage meets the upload); the second starts after, and only uploads from the spool, which
+    // needs no preflight since it stops nothing.
+    const warm = await h.cli(['run', '--target', 'vc01', '--wait', '--json']);
+    assert.equal(warm.code, 0, warm.stderr.slice(-3000));
+    const second = h.startWorker();
+    await waitFor('the second worker to start', () => second.log().includes('"worker started"'), 60_000);
     await s3?.stop();
     s3 = undefined;
     const t0 = Date.now();
