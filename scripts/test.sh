@@ -12,4 +12,4 @@ echo "== typecheck"; npx tsc --noEmit
 echo "== lint"; npx eslint .
 echo "== tests"
 mapfile -t files < <(find test -name '*.test.ts' | sort)
-exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=300000 "${files[@]}"
+exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=600000 "${files[@]}"
