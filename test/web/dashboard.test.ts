@@ -27,6 +27,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
   let dashboard: RunningDashboard;
   let browser: Browser;
 
+  const dashToken = 'dash-token-0123456789';
   before(async () => {
     // vc02 can never back up: its vPostgres binaries are looked for where there are none.
     t = await startTestFleet({
@@ -39,7 +40,9 @@ void describe('dashboard', { timeout: 90_000 }, () => {
       },
     });
     t.startWorker();
-    dashboard = await startDashboard({ config: t.config, logger: silentLogger, port: 0 });
+    // With a token: without auth the dashboard is read-only (bull-board's retry would be refused).
+    const withToken: Config = { ...t.config, dashboard: { ...t.config.dashboard, token: { env: 'DASH_TOKEN' } } };
+    dashboard = await startDashboard({ config: withToken, logger: silentLogger, port: 0, env: { DASH_TOKEN: dashToken } });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: chromiumArgs });
   });
 
@@ -51,7 +54,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
 
   void test('the fleet page follows a run: a good backup appears, a failure shows its reason; bull-board shows and retries the failed job; /metrics agrees', async () => {
     assert.match(dashboard.url, /^http:\/\/127\.0\.0\.1:\d+\/$/, 'binds to loopback by default');
-    const page = await browser.newPage();
+    const page = await browser.newPage({ extraHTTPHeaders: { authorization: `Bearer ${dashToken}` } });
     await page.goto(dashboard.url);
     assert.equal(await page.locator('tr[data-target="vc01"] td.last-good').innerText(), 'never');
     assert.equal(await page.locator('tr[data-target="vc02"] td.failure').innerText(), '-');
@@ -80,7 +83,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     assert.match(await row2.getAttribute('class') ?? '', /failing/);
     assert.equal(await page.locator('#refresh').innerText(), 'live');
 
-    const metrics = await fetch(`${dashboard.url}metrics`);
+    const metrics = await fetch(`${dashboard.url}metrics`, { headers: { authorization: `Bearer ${dashToken}` } });
     assert.equal(metrics.status, 200);
     assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
     const { samples, types } = parsePrometheus(await metrics.text());
@@ -119,7 +122,7 @@ void describe('dashboard', { timeout: 90_000 }, () => {
     await page.getByRole('button', { name: 'Confirm' }).click();
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const now = parsePrometheus(await (await fetch(`${dashboard.url}metrics`)).text()).samples;
+      const now = parsePrometheus(await (await fetch(`${dashboard.url}metrics`, { headers: { authorization: `Bearer ${dashToken}` } })).text()).samples;
       if (metric(now, 'vcsa_backup_failures_total', { target: 'vc02' }) === 2) break;
       assert.ok(Date.now() < deadline, 'the job retried from bull-board ran again and failed again');
       await new Promise((r) => setTimeout(r, 200));
