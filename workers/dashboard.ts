@@ -263,13 +263,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       return;
     }
     const verdict = bound.guard ? checkRequest(bound.guard, { method: req.method, host: req.headers.host, origin: req.headers.origin, referer: req.headers.referer, path }) : { ok: false as const, status: 503, reason: 'starting' };
-    if (!verdict.ok) {
+    // A foreign Host (DNS rebinding) is refused before anything else; then authentication, so an
+    // unauthenticated caller learns only that it must authenticate; then the same-origin rule.
+    if (!verdict.ok && verdict.status !== 403) {
       send(res, verdict.status, 'text/plain; charset=utf-8', `${verdict.reason}\n`);
       return;
     }
     if (!isAuthorized(req.headers.authorization, auth)) {
       res.setHeader('www-authenticate', authChallenge(auth));
       send(res, 401, 'text/plain; charset=utf-8', 'authentication required: a bearer token or basic auth (dashboard.token / dashboard.basicAuth in the config)\n');
+      return;
+    }
+    if (!verdict.ok) {
+      send(res, verdict.status, 'text/plain; charset=utf-8', `${verdict.reason}\n`);
       return;
     }
     if (req.method === 'POST' && /^\/queues\/api\/queues\/[^/]+\/add$/.test(path)) {
