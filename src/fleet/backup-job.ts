@@ -246,7 +246,11 @@ async function uploadWithRetries(
 const runSteps: ReadonlySet<string> = new Set<RunStep>(['precheck', 'stop', 'dump', 'start', 'compress', 'upload', 'manifest', 'verify', 'retention']);
 
 /** Progress to Redis (job progress and fleet state): every step change, byte counts at most once a second. */
-function throttledProgress(state: FleetState, target: string, holder: string, job: JobHandle, onStep: (step: RunStep, artifact?: string) => void): (e: ProgressEvent) => void {
+/**
+ * A job's progress, throttled: to BullMQ (run --wait) and the fleet state (status, dashboard) at
+ * most every progressThrottleMs per step, and every change of step to `onStep` (the run's timeline).
+ */
+export function throttledProgress(state: FleetState, target: string, holder: string, job: JobHandle, onStep: (step: RunStep, artifact?: string) => void = () => undefined): (e: ProgressEvent) => void {
   let last = 0;
   let lastStep = '';
   return (event) => {

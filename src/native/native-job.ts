@@ -5,10 +5,10 @@ import { BackupError, errorCode, errorMessage, isPermanent } from '../errors.ts'
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { backupIdFor } from '../backup/manifest.ts';
-import type { ProgressEvent, ProgressListener } from '../backup/progress.ts';
+import type { ProgressListener } from '../backup/progress.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
-import type { BackupJobDeps, BackupJobResult, JobHandle } from '../fleet/backup-job.ts';
+import { throttledProgress, type BackupJobDeps, type BackupJobResult, type JobHandle } from '../fleet/backup-job.ts';
 import { FleetLease } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
 import { noLeaseGuard, takeApplianceBackup } from './appliance-backup.ts';
@@ -59,7 +59,7 @@ export async function processNativeJob(deps: NativeJobDeps, job: JobHandle, sign
   const { config, redis, nativeLease: lease, state } = deps;
   const target = findTarget(config, job.data.target);
   const logger = deps.logger.child({ jobId: job.id, target: target.name, attempt: job.attempt, profile: target.profile });
-  const progress = throttled(deps, target.name, lease.holderId, job);
+  const progress = throttledProgress(deps.state, target.name, lease.holderId, job);
   const lock = await acquireTargetLock(redis, {
     prefix: config.redis.prefix,
     target: target.name,
@@ -201,27 +201,4 @@ export async function runNativeBackup(input: {
   const { result } = await uploadWithBackoff(input.config, input.store, spool, logger, input.signal, progress, () => Promise.resolve());
   await removeSupersededSpools(input.config.spool.dir, input.target.name, result.manifest.id).catch(() => undefined);
   return result;
-}
-
-function throttled(deps: NativeJobDeps, target: string, holder: string, job: JobHandle): (e: ProgressEvent) => void {
-  let last = 0;
-  let lastKey = '';
-  return (event) => {
-    const now = Date.now();
-    const key = `${event.step} ${event.artifact ?? ''}`;
-    if (key === lastKey && now - last < 1000) return;
-    last = now;
-    lastKey = key;
-    job.reportProgress(event);
-    void deps.state
-      .setStep(target, {
-        step: event.step,
-        at: new Date(now).toISOString(),
-        holder,
-        ...(event.artifact ? { artifact: event.artifact } : {}),
-        ...(event.bytes !== undefined ? { bytes: event.bytes } : {}),
-        ...(event.totalBytes !== undefined ? { totalBytes: event.totalBytes } : {}),
-      })
-      .catch(() => undefined);
-  };
 }
