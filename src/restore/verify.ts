@@ -172,28 +172,14 @@ export async function verifyBackup(input: VerifyInput): Promise<VerifyReport> {
     ? `${databases.length} database(s) load (${databases.map((d) => `${d.name}: ${d.tables.length} tables, ${d.rows} rows`).join('; ')}); ` +
       (applied.length > 0 ? `${applied.length} consistency check(s) pass` : `no consistency checks apply to profile ${entry.manifest.profile}`)
     : problems.join('; ');
-  const report: VerifyReport = {
-    target,
-    id: entry.id,
-    manifestKey: entry.manifestKey,
-    profile: entry.manifest.profile,
-    at: new Date().toISOString(),
+  return finishReport(input, entry, started, logger, {
     ok,
     message,
     checksums,
     databases: databases.map((d) => ({ ...d, dropped: d.scratchDatabase !== null && dropped.has(d.scratchDatabase) })),
     checks,
     problems,
-    ms: Date.now() - started,
-  };
-  if (ok) logger.info({ ms: report.ms }, `backup verified: ${message}`);
-  else logger.error({ problems }, 'backup verification failed');
-  if (input.redis) {
-    await new FleetState(input.redis, config.redis.prefix)
-      .recordVerify(target, { id: entry.id, at: report.at, ok, message: message.slice(0, 2000) })
-      .catch((err: unknown) => logger.warn({ err }, 'could not record the verification result in Redis'));
-  }
-  return report;
+  });
 }
 
 /** A vcsa-native backup's report: checksums and the archive's own metadata, no database loads. */
@@ -201,25 +187,31 @@ async function finishVerify(input: VerifyInput, entry: CatalogEntry, started: nu
   const ok = result.problems.length === 0;
   const passed = result.checks.filter((c) => c.status === 'pass').length;
   const message = ok ? `checksums ok; ${passed} archive metadata check(s) pass` : result.problems.join('; ');
+  return finishReport(input, entry, started, logger, { ok, message, checksums: result.checksums, databases: [], checks: result.checks, problems: result.problems });
+}
+
+/** The report of one verification: logged, and recorded in the fleet state when Redis is given. */
+async function finishReport(
+  input: VerifyInput,
+  entry: CatalogEntry,
+  started: number,
+  logger: Logger,
+  outcome: Pick<VerifyReport, 'ok' | 'message' | 'checksums' | 'databases' | 'checks' | 'problems'>,
+): Promise<VerifyReport> {
   const report: VerifyReport = {
     target: input.target,
     id: entry.id,
     manifestKey: entry.manifestKey,
     profile: entry.manifest.profile,
     at: new Date().toISOString(),
-    ok,
-    message,
-    checksums: result.checksums,
-    databases: [],
-    checks: result.checks,
-    problems: result.problems,
+    ...outcome,
     ms: Date.now() - started,
   };
-  if (ok) logger.info({ ms: report.ms }, `backup verified: ${message}`);
-  else logger.error({ problems: result.problems }, 'backup verification failed');
+  if (report.ok) logger.info({ ms: report.ms }, `backup verified: ${report.message}`);
+  else logger.error({ problems: report.problems }, 'backup verification failed');
   if (input.redis) {
     await new FleetState(input.redis, input.config.redis.prefix)
-      .recordVerify(input.target, { id: entry.id, at: report.at, ok, message: message.slice(0, 2000) })
+      .recordVerify(input.target, { id: entry.id, at: report.at, ok: report.ok, message: report.message.slice(0, 2000) })
       .catch((err: unknown) => logger.warn({ err }, 'could not record the verification result in Redis'));
   }
   return report;

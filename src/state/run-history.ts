@@ -67,14 +67,8 @@ function doneKey(prefix: string): string {
   return `${prefix}:runs:done`;
 }
 
-export interface RunStart {
-  readonly jobId: string;
-  readonly target: string;
-  readonly attempt: number;
-  readonly maxAttempts: number;
-  readonly trigger: string;
-  readonly holder: string;
-}
+/** What a run is known by when it starts. */
+export type RunStart = Pick<RunRecord, 'jobId' | 'target' | 'attempt' | 'maxAttempts' | 'trigger' | 'holder'>;
 
 /**
  * Records one attempt as it goes. Writes are chained (each one the whole record, a few hundred
