@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { BackupError, combineErrors, errorMessage } from '../errors.ts';
-import { startEmbeddedS3, type EmbeddedS3 } from '../storage/embedded-s3.ts';
 import { createSimAppliance, createSimVcsa6Appliance, type SimAppliance, type SimProfile, type SimVcsa6Appliance } from './appliance.ts';
 import { defaultPgUrl } from './postgres.ts';
+import { simS3Json, simS3Section, simSecretsDir, startSimS3, stopOnce, writeSimJson, type SimS3 } from './sim-s3.ts';
 
 export interface SimFleetOptions {
   readonly count: number;
@@ -71,29 +71,14 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
 
   const appliances: (SimAppliance | SimVcsa6Appliance)[] = [];
   const profile = options.profile ?? 'vcsa-5.5';
-  let s3: EmbeddedS3 | undefined;
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      const results = await Promise.allSettled([...appliances.map((a) => a.destroy()), ...(s3 ? [s3.stop()] : [])]);
-      const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-      if (failures.length > 0) throw new BackupError('SIM_STOP_FAILED', `stopping the simulated fleet: ${failures.map(errorMessage).join('; ')}`);
-    })();
-    return stopped;
-  };
+  let s3: SimS3 | undefined;
+  const stop = stopOnce('the simulated fleet', () => {
+    const embedded = s3?.embedded;
+    return [...appliances.map((a) => () => a.destroy()), ...(embedded ? [() => embedded.stop()] : [])];
+  });
 
   try {
-    let endpoint: string;
-    let bucket = options.s3Bucket ?? 'vcsa-backups';
-    let region = options.s3Region ?? 'us-east-1';
-    let accessKeyId = options.s3AccessKeyId ?? 'vcsa-backup-sim';
-    let secretAccessKey = options.s3SecretAccessKey ?? 'vcsa-backup-sim-secret';
-    if (options.s3Endpoint) {
-      endpoint = options.s3Endpoint;
-    } else {
-      s3 = await startEmbeddedS3({ bucket });
-      ({ endpoint, bucket, region, accessKeyId, secretAccessKey } = s3);
-    }
+    s3 = await startSimS3(options);
 
     const created = await Promise.allSettled(
       applianceNames(options.count).map((name) => {
@@ -114,29 +99,15 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
     const failed = created.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
 
-    const secretsDir = join(outDir, 'secrets');
-    await mkdir(secretsDir, { recursive: true, mode: 0o700 });
-    await chmod(secretsDir, 0o700);
-    const accessKeyFile = join(secretsDir, 's3-access-key-id');
-    const secretKeyFile = join(secretsDir, 's3-secret-access-key');
-    await writeFile(accessKeyFile, `${accessKeyId}\n`, { mode: 0o600 });
-    await writeFile(secretKeyFile, `${secretAccessKey}\n`, { mode: 0o600 });
+    const secretsDir = await simSecretsDir(outDir);
+    const s3Section = await simS3Section(s3, secretsDir);
 
     const config = {
       redis: {
         url: options.redisUrl ?? 'redis://127.0.0.1:6379',
         prefix: options.redisPrefix ?? `vcsa-sim-${randomBytes(4).toString('hex')}`,
       },
-      s3: {
-        endpoint,
-        bucket,
-        region,
-        forcePathStyle: true,
-        checksums: 'when-required',
-        accessKeyId: { file: accessKeyFile },
-        secretAccessKey: { file: secretKeyFile },
-        ...(options.s3Endpoint ? { createBucket: true } : {}),
-      },
+      s3: s3Section,
       quiesce: { maxConcurrent: 1 },
       spool: { dir: join(outDir, 'spool'), minFreeMiB: 16 },
       verify: { scratchUrl: pgUrl },
@@ -152,13 +123,11 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
 
     const sim: SimJson = {
       audit: auditLog,
-      s3: { endpoint, bucket, region, accessKeyId, secretAccessKey },
+      s3: simS3Json(s3),
       appliances: appliances.map((a) => ({ name: a.name, vcdbUrl: a.vcdbUrl, ...('inventoryUrl' in a ? { inventoryUrl: a.inventoryUrl } : {}) })),
     };
     const simJsonPath = join(outDir, 'sim.json');
-    // Written last and atomically enough for pollers: sim.json means "the fleet is up".
-    await writeFile(`${simJsonPath}.tmp`, `${JSON.stringify(sim, null, 2)}\n`);
-    await rename(`${simJsonPath}.tmp`, simJsonPath);
+    await writeSimJson(simJsonPath, sim);
 
     return { outDir, configPath, simJsonPath, auditLog, appliances, sim, stop };
   } catch (err) {

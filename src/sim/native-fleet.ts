@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { BackupError, combineErrors, errorMessage } from '../errors.ts';
-import { startEmbeddedS3, type EmbeddedS3 } from '../storage/embedded-s3.ts';
+import { combineErrors } from '../errors.ts';
+import { simS3Json, simS3Section, simSecretsDir, startSimS3, stopOnce, writeSimJson, type SimS3 } from './sim-s3.ts';
 import { generateSimTls, startNativeAppliance, type NativeAppliance, type NativeApplianceOptions } from './native-appliance.ts';
 
 /**
@@ -75,47 +75,20 @@ export async function startNativeSimFleet(options: {
   const auditLog = join(outDir, 'audit.jsonl');
   // No services stop on a native appliance: the audit log stays empty, and exists for tools that read it.
   await writeFile(auditLog, '', { flag: 'a' });
-  let s3: EmbeddedS3 | undefined;
+  let s3: SimS3 | undefined;
   let appliances: NativeAppliance[] = [];
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      const results = await Promise.allSettled([...appliances.map((a) => a.stop()), ...(s3 ? [s3.stop()] : [])]);
-      const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-      if (failures.length > 0) throw new BackupError('SIM_STOP_FAILED', `stopping the simulated appliances: ${failures.map(errorMessage).join('; ')}`);
-    })();
-    return stopped;
-  };
+  const stop = stopOnce('the simulated appliances', () => {
+    const embedded = s3?.embedded;
+    return [...appliances.map((a) => () => a.stop()), ...(embedded ? [() => embedded.stop()] : [])];
+  });
   try {
-    let endpoint: string;
-    let bucket = 'vcsa-backups';
-    let region = 'us-east-1';
-    let accessKeyId = 'vcsa-backup-sim';
-    let secretAccessKey = 'vcsa-backup-sim-secret';
-    if (options.s3Endpoint) endpoint = options.s3Endpoint;
-    else {
-      s3 = await startEmbeddedS3({ bucket });
-      ({ endpoint, bucket, region, accessKeyId, secretAccessKey } = s3);
-    }
+    s3 = await startSimS3(options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {});
     appliances = await startNativeAppliances(options.count, options.archiveBytes ? { archiveBytes: options.archiveBytes } : {});
-    const secretsDir = join(outDir, 'secrets');
+    const secretsDir = await simSecretsDir(outDir);
     const targets = await nativeTargets(appliances, secretsDir);
-    const accessKeyFile = join(secretsDir, 's3-access-key-id');
-    const secretKeyFile = join(secretsDir, 's3-secret-access-key');
-    await writeFile(accessKeyFile, `${accessKeyId}\n`, { mode: 0o600 });
-    await writeFile(secretKeyFile, `${secretAccessKey}\n`, { mode: 0o600 });
     const config = {
       redis: { url: options.redisUrl ?? 'redis://127.0.0.1:6379', prefix: `vcsa-sim-${randomBytes(4).toString('hex')}` },
-      s3: {
-        endpoint,
-        bucket,
-        region,
-        forcePathStyle: true,
-        checksums: 'when-required',
-        accessKeyId: { file: accessKeyFile },
-        secretAccessKey: { file: secretKeyFile },
-        ...(options.s3Endpoint ? { createBucket: true } : {}),
-      },
+      s3: await simS3Section(s3, secretsDir),
       native: loopbackNativeSection(),
       spool: { dir: join(outDir, 'spool'), minFreeMiB: 16 },
       targets,
@@ -126,12 +99,11 @@ export async function startNativeSimFleet(options: {
     const sim = {
       profile: 'vcsa-native',
       audit: auditLog,
-      s3: { endpoint, bucket, region, accessKeyId, secretAccessKey },
+      s3: simS3Json(s3),
       appliances: appliances.map((a) => ({ name: a.name, apiUrl: a.url, version: a.version, build: a.build, tlsFingerprint: a.tls.fingerprint })),
     };
-    await writeFile(`${simJsonPath}.tmp`, `${JSON.stringify(sim, null, 2)}\n`);
-    await rename(`${simJsonPath}.tmp`, simJsonPath);
-    return { configPath, simJsonPath, appliances, s3: { endpoint, bucket }, stop };
+    await writeSimJson(simJsonPath, sim);
+    return { configPath, simJsonPath, appliances, s3: { endpoint: s3.endpoint, bucket: s3.bucket }, stop };
   } catch (err) {
     try {
       await stop();
