@@ -38,7 +38,7 @@ export async function runBackup(input: BackupInput): Promise<BackupOutcome> {
     ...(input.onProgress ? { onProgress: input.onProgress } : {}),
   };
   // Before anything stops: a bucket that cannot take the backup fails here, nothing touched.
-  await preflightS3(input.store, input.config.s3.prefix, logger);
+  await preflightS3(input.store, input.config.s3, logger);
   const { spool, uploaded } = await quiesceAndDump({
     config: input.config,
     target: input.target,

@@ -122,7 +122,7 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     if (!spool) {
       // Before the lease and any stop: a bucket that cannot take the backup fails here. An upload
       // from an earlier attempt's spool stops nothing, so it goes on retrying instead.
-      await preflightS3(deps.store, config.s3.prefix, logger);
+      await preflightS3(deps.store, config.s3, logger);
       ({ spool, uploaded } = await quiesceWithLease(deps, target, logger, signal, progress));
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }

@@ -18,12 +18,17 @@ export const preflightFolder = '.vcsa-backup-preflight';
 
 const passed = new Map<string, number>();
 
-export async function preflightS3(store: ObjectStore, prefix: string, logger: Logger, now: () => number = Date.now): Promise<void> {
+/**
+ * With `deletes: false` (a bucket whose policy has no delete right, e.g. Object Lock retention) the
+ * probe is one fixed key, overwritten each time and never deleted: a delete would be refused.
+ */
+export async function preflightS3(store: ObjectStore, s3: { readonly prefix: string; readonly deletes: boolean }, logger: Logger, now: () => number = Date.now): Promise<void> {
+  const prefix = s3.prefix;
   const cacheKey = `${store.description}\u0000${prefix}`;
   const last = passed.get(cacheKey);
   if (last !== undefined && now() - last < preflightCacheMs) return;
   const base = prefix.replace(/^\/+|\/+$/g, '');
-  const key = `${base === '' ? '' : `${base}/`}${preflightFolder}/${randomBytes(8).toString('hex')}`;
+  const key = `${base === '' ? '' : `${base}/`}${preflightFolder}/${s3.deletes ? randomBytes(8).toString('hex') : 'probe'}`;
   const body = Buffer.from(`vcsa-backup preflight ${new Date(now()).toISOString()}\n`);
   let step = 'write';
   try {
@@ -31,11 +36,13 @@ export async function preflightS3(store: ObjectStore, prefix: string, logger: Lo
     step = 'read back';
     const back = await store.getBytes(key);
     if (!back.equals(body)) throw new BackupError('S3_PREFLIGHT_FAILED', `read back ${back.length} bytes that differ from the ${body.length} written`);
-    step = 'delete';
-    await store.deleteMany([key]);
+    if (s3.deletes) {
+      step = 'delete';
+      await store.deleteMany([key]);
+    }
   } catch (err) {
     // A half-done preflight may leave its small object; try once, quietly.
-    if (step !== 'write') await store.deleteMany([key]).catch(() => undefined);
+    if (step !== 'write' && s3.deletes) await store.deleteMany([key]).catch(() => undefined);
     const cause = errorCode(err);
     throw new BackupError(
       'S3_PREFLIGHT_FAILED',
