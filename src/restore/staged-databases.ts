@@ -11,6 +11,7 @@ import { createDatabaseSql, readDatabaseSettings, roleSettingsSql, type Database
 import type { FetchedArtifact } from './fetch-artifacts.ts';
 import { parseTableStats, tableStatsSql, type TableStats } from './scratch-db.ts';
 import { ScratchSqlFilter } from './scratch-sql.ts';
+import { formatBytes } from '../format.ts';
 
 /**
  * A loaded database takes up to this many times its dump's raw size on disk (tables, their
@@ -212,18 +213,6 @@ async function dropLeftovers(resolved: readonly Resolved[], logger: Logger): Pro
   }
 }
 
-/** Formats bytes for messages: 1.5 GiB. */
-function size(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u] ?? 'B'}`;
-}
-
 /**
  * Before anything is created: the file system of the server's data directory must hold every
  * new database (factor × the dumps' raw size), and the appliance's scratch directory one copy of
@@ -251,17 +240,17 @@ async function checkFreeSpace(input: StageInput, resolved: readonly Resolved[]):
       input.logger.warn({ err, dataDir }, 'cannot check the free space of the database server\'s data directory from the appliance; loading without that check');
       continue;
     }
-    add(fs, Math.ceil(raw * factor), `${size(raw * factor)} for the ${r.item.artifactName} database (${factor} × its ${size(raw)} dump) in ${dataDir}`);
+    add(fs, Math.ceil(raw * factor), `${formatBytes(raw * factor)} for the ${r.item.artifactName} database (${factor} × its ${formatBytes(raw)} dump) in ${dataDir}`);
   }
   const largest = Math.max(...input.items.map((i) => i.file.rawBytes));
   await input.executor.run(`mkdir -p ${shellQuote(input.applianceTmp)}`, { timeoutMs: input.timeoutMs });
-  add(await freeSpace(input.executor, input.applianceTmp, opts), largest, `${size(largest)} for the copy of a dump in ${input.applianceTmp}`);
+  add(await freeSpace(input.executor, input.applianceTmp, opts), largest, `${formatBytes(largest)} for the copy of a dump in ${input.applianceTmp}`);
   const short = [...needs.values()].filter((n) => n.bytes > n.fs.freeBytes);
   if (short.length > 0) {
     throw new BackupError(
       'RESTORE_NO_SPACE',
       `${input.targetName}: not enough free space on the appliance: ` +
-        short.map((n) => `${n.fs.mount} has ${size(n.fs.freeBytes)} free, the restore needs ${size(n.bytes)} (${n.why.join(' + ')}); free ${size(n.bytes - n.fs.freeBytes)} more`).join('; ') +
+        short.map((n) => `${n.fs.mount} has ${formatBytes(n.fs.freeBytes)} free, the restore needs ${formatBytes(n.bytes)} (${n.why.join(' + ')}); free ${formatBytes(n.bytes - n.fs.freeBytes)} more`).join('; ') +
         '. Or point APPLIANCE_TMP at another file system. Nothing was stopped or changed.',
       { permanent: true, details: { needs: short.map((n) => ({ mount: n.fs.mount, freeBytes: n.fs.freeBytes, neededBytes: n.bytes })) } },
     );
