@@ -3,6 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/load.ts';
 import { BackupError, errorMessage } from '../errors.ts';
+import { hasCode } from '../error-codes.ts';
 
 /**
  * The one place that turns `redis:` settings into a connection: URL, ACL user and password,
@@ -205,7 +206,7 @@ export async function openRedis(settings: RedisSettings, role: RedisRole = 'comm
  * REDIS_UNREACHABLE; anything else is returned as it is.
  */
 export function asRedisUnreachable(err: unknown, redis: Redis, settings: RedisSettings): unknown {
-  if (err instanceof BackupError && err.code === 'ABORTED') return err;
+  if (hasCode(err, 'ABORTED')) return err;
   if (redis.status === 'end' || (err instanceof Error && /Connection is closed|max retries per request/i.test(err.message))) {
     return unreachable(settings, err, `for more than redis.unreachableSeconds (${settings.unreachableSeconds} s)`);
   }
