@@ -137,32 +137,38 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
 
   const csrf = new CsrfGuard();
   const readOnly = config.dashboard.readOnly;
-  // S3 for the per-appliance history (the manifests): made on first use, listings cached briefly.
+  // S3 for the per-appliance history (the manifests): made on first use. A listing is reused
+  // while the appliance's committed-backup count in Redis is unchanged and it is under a minute
+  // old (a prune or another tool's writes show up within that minute); verifications are read
+  // fresh every time, so a drill's result appears on the next load.
   let store: ObjectStore | undefined;
   const objectStore = (): ObjectStore => (store ??= createS3ObjectStore(config.s3, logger));
-  const listings = new Map<string, { at: number; backups: Promise<ApplianceBackup[]> }>();
-  const backupsOf = (target: string): Promise<ApplianceBackup[]> => {
+  const listings = new Map<string, { at: number; stamp: string; entries: ReturnType<typeof listBackups> }>();
+  const listingOf = async (target: string): ReturnType<typeof listBackups> => {
+    const current = await state.get(target);
+    const stamp = `${current.successes}:${current.lastSuccess?.id ?? ''}`;
     const cached = listings.get(target);
-    if (cached && Date.now() - cached.at < 15_000) return cached.backups;
-    const backups = (async () => {
-      const [entries, verifies] = await Promise.all([listBackups(objectStore(), config.s3.prefix, target, { logger }), state.verifications(target)]);
-      const drops = sizeDrops(entries.map((e) => ({ id: e.id, at: e.at.toISOString(), bytes: e.bytes, rawBytes: 0 })), config.retention.minSizeRatio);
-      return entries.map((e): ApplianceBackup => ({
-        id: e.id,
-        at: e.at.getTime(),
-        completedAt: Date.parse(e.manifest.completedAt),
-        bytes: e.bytes,
-        rawBytes: e.manifest.artifacts.reduce((sum, a) => sum + a.rawBytes, 0),
-        quiesceMs: e.manifest.quiesce?.ms ?? null,
-        durationMs: Date.parse(e.manifest.completedAt) - Date.parse(e.manifest.createdAt),
-        encrypted: e.manifest.artifacts.some((a) => a.encryption !== null && a.encryption !== undefined),
-        verify: verifies.get(e.id) ?? null,
-        sizeDrop: drops.get(e.id) ?? null,
-      }));
-    })();
-    listings.set(target, { at: Date.now(), backups });
-    backups.catch(() => listings.delete(target));
-    return backups;
+    if (cached && cached.stamp === stamp && Date.now() - cached.at < 60_000) return cached.entries;
+    const entries = listBackups(objectStore(), config.s3.prefix, target, { logger });
+    listings.set(target, { at: Date.now(), stamp, entries });
+    entries.catch(() => listings.delete(target));
+    return entries;
+  };
+  const backupsOf = async (target: string): Promise<ApplianceBackup[]> => {
+    const [entries, verifies] = await Promise.all([listingOf(target), state.verifications(target)]);
+    const drops = sizeDrops(entries.map((e) => ({ id: e.id, at: e.at.toISOString(), bytes: e.bytes, rawBytes: 0 })), config.retention.minSizeRatio);
+    return entries.map((e): ApplianceBackup => ({
+      id: e.id,
+      at: e.at.getTime(),
+      completedAt: Date.parse(e.manifest.completedAt),
+      bytes: e.bytes,
+      rawBytes: e.manifest.artifacts.reduce((sum, a) => sum + a.rawBytes, 0),
+      quiesceMs: e.manifest.quiesce?.ms ?? null,
+      durationMs: Date.parse(e.manifest.completedAt) - Date.parse(e.manifest.createdAt),
+      encrypted: e.manifest.artifacts.some((a) => a.encryption !== null && a.encryption !== undefined),
+      verify: verifies.get(e.id) ?? null,
+      sizeDrop: drops.get(e.id) ?? null,
+    }));
   };
   // Verifications started from the page run here, one per appliance at a time.
   const verifyTasks = new Map<string, { target: string; state: 'running' | 'ok' | 'failed'; message: string }>();
@@ -231,7 +237,6 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
         .then((report) => {
           task.state = report.ok ? 'ok' : 'failed';
           task.message = `${report.id}: ${report.message}`;
-          listings.delete(target!);
         })
         .catch((err: unknown) => {
           task.state = 'failed';

@@ -123,20 +123,22 @@ void describe('dashboard pages in a browser', { timeout: 240_000 }, () => {
   });
 
   void test('without the token every page and action answers 401; actions need the CSRF token; read-only hides them', async () => {
+    const sameOrigin = new URL(dashboard.url).origin;
     for (const path of ['', 'timeline', 'timeline.svg', 'appliance/vc01', 'api/job?id=x', 'api/verify-task?id=x', 'api/fleet', 'metrics']) {
       assert.equal((await fetch(`${dashboard.url}${path}`)).status, 401, `GET /${path}`);
     }
     for (const action of ['backup', 'verify', 'retry']) {
       const res = await fetch(`${dashboard.url}actions/${action}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'vc02', jobId: 'x' }) });
       assert.equal(res.status, 401, `POST /actions/${action}`);
-      const noCsrf = await fetch(`${dashboard.url}actions/${action}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ target: 'vc02', jobId: 'x' }) });
+      const noCsrf = await fetch(`${dashboard.url}actions/${action}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, origin: sameOrigin }, body: JSON.stringify({ target: 'vc02', jobId: 'x' }) });
       assert.equal(noCsrf.status, 403, `POST /actions/${action} without the CSRF token`);
     }
     const page = await context.newPage();
     await page.goto(`${dashboard.url}appliance/vc02`);
     const csrf = (await page.locator('meta[name="csrf-token"]').getAttribute('content')) ?? '';
     await page.close();
-    const base = { authorization: `Bearer ${token}`, 'x-csrf-token': csrf, 'content-type': 'application/json' };
+    // Browsers send Origin on every POST; the request guard refuses one without it.
+    const base = { authorization: `Bearer ${token}`, 'x-csrf-token': csrf, 'content-type': 'application/json', origin: sameOrigin };
     const crossSite = await fetch(`${dashboard.url}actions/backup`, { method: 'POST', headers: { ...base, origin: 'http://evil.example' }, body: JSON.stringify({ target: 'vc02' }) });
     assert.equal(crossSite.status, 403, 'another origin');
     const form = await fetch(`${dashboard.url}actions/backup`, { method: 'POST', headers: { ...base, 'content-type': 'application/x-www-form-urlencoded' }, body: 'target=vc02' });
@@ -148,7 +150,7 @@ void describe('dashboard pages in a browser', { timeout: 240_000 }, () => {
     try {
       const html = await (await fetch(`${readOnly.url}appliance/vc02`, { headers: { authorization: `Bearer ${token}` } })).text();
       assert.doesNotMatch(html, /Run backup now|csrf-token/);
-      const res = await fetch(`${readOnly.url}actions/backup`, { method: 'POST', headers: base, body: JSON.stringify({ target: 'vc02' }) });
+      const res = await fetch(`${readOnly.url}actions/backup`, { method: 'POST', headers: { ...base, origin: new URL(readOnly.url).origin }, body: JSON.stringify({ target: 'vc02' }) });
       assert.equal(res.status, 403);
       assert.match(((await res.json()) as { error: string }).error, /read-only/);
     } finally {
