@@ -12,6 +12,7 @@ import { repoRoot } from '../support/images.ts';
 
 interface ComposeService {
   network_mode?: string;
+  ports?: unknown[];
   image?: string;
   build?: { context?: string; dockerfile?: string };
   command?: string[];
@@ -58,6 +59,9 @@ void describe('docker-compose.yml', () => {
     assert.deepEqual(services['dashboard']?.command, ['dashboard', '--host', '0.0.0.0', '--port', '8080', '--public-name', '127.0.0.1', '--public-name', 'localhost']);
     assert.deepEqual(services['backup-now']?.command, ['run', '--wait']);
     assert.deepEqual(services['scheduler']?.command, ['schedule']);
+    // docker-compose.override.yml, read by a plain `compose up`, publishes them on loopback.
+    assert.match(JSON.stringify(services['dashboard']?.ports ?? []), /127\.0\.0\.1.*8080/);
+    assert.match(JSON.stringify(services['s3']?.ports ?? []), /127\.0\.0\.1.*9000/);
     assert.equal(services['backup-now']?.depends_on?.['scheduler']?.condition, 'service_completed_successfully');
 
     const appliances = ['vc01', 'vc02', 'vc03'].map((n) => services[n]);
@@ -92,7 +96,10 @@ void describe('docker-compose.yml', () => {
     const res = await compose(['-f', 'docker-compose.yml', '-f', 'docker-compose.local.yml', 'config']);
     assert.equal(res.code, 0, res.stderr);
     const services = (parse(res.stdout) as { services: Record<string, ComposeService> }).services;
-    for (const [name, service] of Object.entries(services)) assert.equal(service.network_mode, 'host', `${name} on the host network`);
+    for (const [name, service] of Object.entries(services)) {
+      assert.equal(service.network_mode, 'host', `${name} on the host network`);
+      assert.equal(service.ports, undefined, `${name} publishes no port (the host's network has none to publish)`);
+    }
     assert.deepEqual(services['s3']?.command, ['s3-server', '--host', '127.0.0.1', '--port', '19000', '--bucket', 'vcsa-backups']);
     assert.equal(services['s3']?.image, 'vcsa-backup:latest');
     assert.equal(services['redis']?.image, 'vcsa-backup-local-redis:latest');
