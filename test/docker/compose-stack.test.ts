@@ -118,6 +118,7 @@ void describe('docker compose up (docker-compose.yml + docker-compose.local.yml)
     const started = Date.now();
     const up = await compose(['up', '-d', '--no-build'], 240_000);
     assert.equal(up.code, 0, `compose up: ${up.stderr}\n${await logs()}`);
+    const upSeconds = Math.round((Date.now() - started) / 1000);
     const containers = await leftovers('container');
     for (const service of ['redis', 's3', 'scratch-postgres', 'worker-1', 'worker-2', 'scheduler', 'dashboard', 'backup-now']) {
       assert.ok(containers.some((c) => c.includes(service)), `a ${service} container among ${containers.join(', ')}`);
@@ -129,7 +130,7 @@ void describe('docker compose up (docker-compose.yml + docker-compose.local.yml)
     assert.ok(id, 'backup-now has a container');
     const waited = await dockerCli(['wait', id], { timeoutMs: 240_000 });
     assert.equal(waited.stdout.trim(), '0', `backup-now exited ${waited.stdout.trim()}:\n${await logs()}`);
-    process.stderr.write(`compose-stack: up and first round done in ${Math.round((Date.now() - started) / 1000)} s\n`);
+    const roundSeconds = Math.round((Date.now() - started) / 1000);
 
     // The dashboard (token from DASHBOARD_TOKEN) shows each appliance's good backup; the restore
     // drill after each backup (verify.afterBackup) reports on its own, so wait for it.
@@ -147,6 +148,7 @@ void describe('docker compose up (docker-compose.yml + docker-compose.local.yml)
       90_000,
       500,
     );
+    process.stderr.write(`compose-stack: up -d returned after ${upSeconds} s, backup-now exited 0 after ${roundSeconds} s, three verified backups after ${Math.round((Date.now() - started) / 1000)} s\n`);
     assert.deepEqual(view.targets.map((t) => t.name).sort(), appliances);
     for (const t of view.targets) {
       assert.ok(t.lastGood, `${t.name} has a good backup`);
