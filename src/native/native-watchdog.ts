@@ -3,8 +3,7 @@ import type { Config } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { FleetLease, LeaseEntry } from '../locks/fleet-lease.ts';
-import { ApplianceApi } from './api-client.ts';
-import { quoteMessages } from './api-client.ts';
+import { ApplianceApi, quoteMessages } from './api-client.ts';
 import { cancelBackupJobAndWait } from './backup-api.ts';
 import { nativeJobsKey, type NativeJobRecord } from './native-job.ts';
 
