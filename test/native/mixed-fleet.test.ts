@@ -203,9 +203,9 @@ void describe('a mixed fleet (VCSA 5.5 + vCenter 8.0 native) through worker proc
 
   void test('no API password, session id, location password or backup password in Redis, logs, outputs, S3 metadata or manifests', async () => {
     const secrets = [backupPassword, ...appliances.flatMap((a) => [a.password, ...a.stats.sessionIdsIssued, ...a.stats.locationPasswords])];
-    // Every kind was really used: sessions and receivers of every native job.
+    // Every kind was really used: a session per job, a receiver password at validate and at start.
     for (const a of appliances) {
-      assert.ok(a.stats.sessionIdsIssued.length >= 2 && a.stats.locationPasswords.length >= 2, `${a.name}: ${JSON.stringify({ sessions: a.stats.sessionIdsIssued.length, locations: a.stats.locationPasswords.length })}`);
+      assert.ok(a.stats.sessionIdsIssued.length >= 1 && a.stats.locationPasswords.length >= 2, `${a.name}: ${JSON.stringify({ sessions: a.stats.sessionIdsIssued.length, locations: a.stats.locationPasswords.length })}`);
     }
     const places: [string, string][] = [['redis', await redisText(h.redis, h.prefix)]];
     for (const w of h.workers) places.push([`worker ${w.n} log`, w.log()]);
