@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { findTarget, type Config, type TargetConfig } from '../config/load.ts';
+import { hasCode } from '../error-codes.ts';
 import { BackupError, errorCode, errorMessage, isPermanent } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -85,7 +86,12 @@ export async function processNativeJob(deps: NativeJobDeps, job: JobHandle, sign
       spool = await withNativeLease(deps, target, logger, signal, progress);
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }
-    const { result, attempts } = await uploadWithBackoff(config, deps.store, spool, logger, signal, progress, () => state.recordUploadRetry(target.name));
+    // As for a dump (src/fleet/backup-job.ts): a worker paused past its locks must not commit beside the one that took over.
+    const ownsTheRun = async (): Promise<void> => {
+      await lock.assertHeld('the manifest');
+      await job.assertOwned?.('the manifest');
+    };
+    const { result, attempts } = await uploadWithBackoff(config, deps.store, spool, logger, signal, progress, () => state.recordUploadRetry(target.name), ownsTheRun);
     await state.recordSuccess(target.name, {
       id: result.manifest.id,
       at: result.manifest.completedAt,
@@ -180,13 +186,14 @@ export async function uploadWithBackoff(
   signal: AbortSignal | undefined,
   progress: ProgressListener,
   onRetry: () => Promise<void>,
+  beforeCommit?: () => Promise<void>,
 ): Promise<{ result: UploadResult; attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), ...(signal ? { signal } : {}), onProgress: progress });
+      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), ...(signal ? { signal } : {}), onProgress: progress, ...(beforeCommit ? { beforeCommit } : {}) });
       return { result, attempts: attempt };
     } catch (err) {
-      if (isPermanent(err) || signal?.aborted || attempt >= config.worker.uploadAttempts || errorCode(err) === 'SPOOL_LOST') throw err;
+      if (isPermanent(err) || signal?.aborted || attempt >= config.worker.uploadAttempts || hasCode(err, 'SPOOL_LOST', 'TARGET_LOCK_LOST', 'JOB_LOCK_LOST')) throw err;
       const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), 5 * 60_000);
       const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));
       logger.warn({ err, attempt, delayMs }, 'upload failed; retrying from the spool without asking the appliance again');
