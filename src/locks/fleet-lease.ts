@@ -198,8 +198,14 @@ export interface LeaseHandle {
    * `reason` is recorded in the entry (best effort) for status and the dashboard.
    */
   abandon(reason: string): Promise<void>;
-  /** True once a renewal failed. */
+  /** True once a renewal failed, or the lease was not renewed (acknowledged) in time. */
   lost(): boolean;
+  /**
+   * Until when (epoch ms, this process's clock) the holder counts on the lease: its last
+   * acknowledged write's send time plus the lease, less the clock margin. Redis's copy, on the
+   * primary or on a replica that acknowledged it, expires no earlier.
+   */
+  heldUntil(): number;
 }
 
 export function holderIdentity(host: string): string {
@@ -388,7 +394,8 @@ export class FleetLease {
       target,
       token,
       guard,
-      lost: () => released ? lost : lapsed(),
+      lost: () => (released ? lost : lapsed()),
+      heldUntil: () => Math.round(Date.now() + heldUntil - performance.now()),
       abandon: async (reason: string) => {
         released = true;
         clearInterval(timer);

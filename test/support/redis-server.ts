@@ -67,6 +67,7 @@ export class RedisServer {
   async shutdown(): Promise<void> {
     if (!this.running) return;
     this.#child?.kill('SIGTERM');
+    this.#child?.kill('SIGCONT'); // a paused server would never see the SIGTERM
     await this.#exited;
   }
 
@@ -75,6 +76,15 @@ export class RedisServer {
     if (!this.running) return;
     this.#child?.kill('SIGKILL');
     await this.#exited;
+  }
+
+  /** SIGSTOP: the process stays, answers nothing (a replica that stops acknowledging). */
+  pause(): void {
+    if (this.running) this.#child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    if (this.running) this.#child?.kill('SIGCONT');
   }
 
   async restart(): Promise<void> {
