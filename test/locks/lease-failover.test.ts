@@ -12,8 +12,8 @@ import { RedisServer } from '../support/redis-server.ts';
 
 /**
  * The fleet lease across a failover that loses the last writes (asynchronous replication), on a
- * real primary and replica: a replica that stops acknowledging (SIGSTOP) stands for the
- * replication lag, and promoting it after killing the primary loses what it had not received.
+ * real primary and replica: a paused replica (SIGSTOP) acknowledges nothing; a replica whose
+ * link broke, promoted after the primary was killed, lacks what it had not received.
  */
 void describe('fleet lease with a replica (redis.leaseReplicas)', () => {
   let dir: string;
@@ -68,8 +68,10 @@ void describe('fleet lease with a replica (redis.leaseReplicas)', () => {
     const handle = await holder.acquire('vc02', { waitMs: 10_000 });
     await handle.guard.assertHeld('stop');
 
-    // The replica falls behind: renewals still succeed on the primary, unacknowledged.
-    replica.pause();
+    // The replication link breaks (the replica follows a primary that is not there): renewals
+    // still succeed on the primary, unacknowledged, and never reach the replica.
+    const onReplica = connect(replica);
+    await onReplica.replicaof('127.0.0.1', 1);
     await waitFor('the holder to give the lease up', () => handle.lost(), leaseMs * 3);
     await rejectsWithCode(handle.guard.assertHeld('dump'), 'LEASE_LOST');
     const heldUntil = handle.heldUntil();
@@ -79,8 +81,7 @@ void describe('fleet lease with a replica (redis.leaseReplicas)', () => {
 
     // Failover that loses the renewals: the primary dies, the stale replica is promoted.
     await primary.kill();
-    replica.resume();
-    const promoted = connect(replica);
+    const promoted = onReplica;
     await promoted.replicaof('NO', 'ONE');
     const [entry] = Object.values(await promoted.hgetall(`${prefix}:lease:holders`)).map((raw) => JSON.parse(raw) as LeaseEntry);
     assert.ok(entry, 'the acquisition (acknowledged) survived the failover');
