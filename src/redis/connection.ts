@@ -83,8 +83,11 @@ export function redisOptions(settings: RedisSettings, role: RedisRole): RedisOpt
       sentinels: settings.sentinels.map((s) => ({ host: s.host, port: s.port })),
       name: settings.name,
       role: 'master',
-      // Subscribes to +switch-master so a failover is followed at once, not at the next error.
-      failoverDetector: true,
+      // No failoverDetector: it disconnects the connector on +switch-master, and when that lands
+      // while a reconnect is asking the sentinels (the old primary just died), ioredis ends the
+      // connection for good ("Connection is closed.", status end): a worker would never reconnect.
+      // Without it a failover is still followed at once: the dead primary's socket closes, and a
+      // demoted one answers READONLY (reconnectOnError) after the sentinels' CLIENT KILL.
       sentinelRetryStrategy: (n: number) => Math.min(n * 200, 2000),
       ...(settings.sentinelUsername ? { sentinelUsername: settings.sentinelUsername.reveal() } : {}),
       ...(settings.sentinelPassword ? { sentinelPassword: settings.sentinelPassword.reveal() } : {}),
