@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/load.ts';
-import { BackupError, errorMessage } from '../errors.ts';
+import { BackupError, ConfigError, errorMessage } from '../errors.ts';
 import { hasCode } from '../error-codes.ts';
 
 /**
@@ -31,7 +31,7 @@ function readPem(path: string, field: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new BackupError('CONFIG_INVALID', `redis.tls.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check the path and its permissions`, { permanent: true });
+    throw new ConfigError([`redis.tls.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check the path and its permissions`]);
   }
 }
 
@@ -51,10 +51,10 @@ function parseUrl(raw: string): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw new BackupError('CONFIG_INVALID', `redis.url: not a URL; expected redis://[user:password@]host:port[/db] or rediss://… (REDIS_URL wins when set)`, { permanent: true });
+    throw new ConfigError([`redis.url: not a URL; expected redis://[user:password@]host:port[/db] or rediss://… (REDIS_URL wins when set)`]);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new BackupError('CONFIG_INVALID', `redis.url: scheme ${url.protocol} is not redis: or rediss:`, { permanent: true });
+    throw new ConfigError([`redis.url: scheme ${url.protocol} is not redis: or rediss:`]);
   }
   return url;
 }
