@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/load.ts';
 import { BackupError, ConfigError, errorMessage } from '../errors.ts';
 import { hasCode } from '../error-codes.ts';
+import { throwIfAborted } from '../abort.ts';
 
 /**
  * The one place that turns `redis:` settings into a connection: URL, ACL user and password,
@@ -181,7 +182,8 @@ function unreachable(settings: RedisSettings, cause: unknown, when: string): Bac
  * clear error (REDIS_UNREACHABLE, naming where without the password and the settings to fix),
  * not a driver message from the middle of the command.
  */
-export async function openRedis(settings: RedisSettings, role: RedisRole = 'command', onError?: (err: Error) => void): Promise<Redis> {
+export async function openRedis(settings: RedisSettings, role: RedisRole = 'command', onError?: (err: Error) => void, signal?: AbortSignal): Promise<Redis> {
+  throwIfAborted(signal, 'connecting to Redis');
   let last: unknown;
   const redis = connectRedis(settings, role, {
     lazyConnect: true,
@@ -190,13 +192,19 @@ export async function openRedis(settings: RedisSettings, role: RedisRole = 'comm
       onError?.(err);
     },
   });
+  // SIGTERM while Redis does not answer: stop trying now, not after the last attempt.
+  const stop = (): void => redis.disconnect();
+  signal?.addEventListener('abort', stop, { once: true });
   try {
     await redis.connect();
     await redis.ping();
     return redis;
   } catch (err) {
     redis.disconnect();
+    throwIfAborted(signal, 'connecting to Redis');
     throw unreachable(settings, last ?? err, 'at start');
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
 }
 

@@ -13,6 +13,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.ts';
@@ -83,6 +84,21 @@ const bombLine = (good: Raw): number => {
   return aliasBomb(good).split('\n').findIndex((l) => l.startsWith('  f: &f')) + 1;
 };
 
+/** The kinds of resource that keep a Node process alive, counted. */
+function openHandles(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const kind of process.getActiveResourcesInfo()) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  return counts;
+}
+
+/** Waits (up to 3 s: sockets take a tick or two to close) until no kind of resource is above `before`. */
+async function leftNothingOpen(before: Map<string, number>, what: string): Promise<void> {
+  const extra = (): string[] => [...openHandles()].filter(([kind, n]) => n > (before.get(kind) ?? 0)).map(([kind, n]) => `${kind} ×${n - (before.get(kind) ?? 0)}`);
+  const deadline = Date.now() + 3000;
+  while (extra().length > 0 && Date.now() < deadline) await delay(50);
+  assert.deepEqual(extra(), [], `${what}: still open after the command returned (the process would not exit)`);
+}
+
 const cases: readonly Case[] = [
   // Item 2: S3 settings, refused at load instead of after the appliance was stopped.
   { item: 2, name: 'an ftp:// S3 endpoint', args: ['backup', '--target', 'vc01'], config: edit((r) => (r.s3['endpoint'] = 'ftp://127.0.0.1:21')), exit: 2, code: 'CONFIG_INVALID', field: /^s3\.endpoint: /m, fix: /http:\/\/ or https:\/\// },
@@ -125,7 +141,7 @@ const cases: readonly Case[] = [
 
   // Item 6: hangs and crashes. The process cases must exit, not only print.
   { item: 6, name: 'worker with an unset notify.webhook.url env var', args: ['worker'], config: edit((r) => (r['notify'] = { webhook: { url: { env: 'CORPUS_UNSET_WEBHOOK' } } })), exit: 2, code: 'CONFIG_INVALID', field: /^notify\.webhook\.url: environment variable CORPUS_UNSET_WEBHOOK is not set/m, child: true },
-  { item: 6, name: 'dashboard --port 99999', args: ['dashboard', '--port', '99999'], exit: 2, code: 'USAGE', field: /^--port: /m, fix: /0 to 65535/, child: true },
+  { item: 6, name: 'dashboard --port 99999', args: ['dashboard', '--port', '99999'], exit: 2, code: 'USAGE', field: /^--port: /m, fix: /0 to 65535/ },
   { item: 6, name: "dashboard --host 'not a host!'", args: ['dashboard', '--host', 'not a host!'], exit: 2, code: 'CONFIG_INVALID', field: /^--host: /m, fix: /--host 127\.0\.0\.1/, child: true },
   { item: 6, name: 'dashboard --port with an empty value', args: ['dashboard', '--port='], exit: 2, code: 'USAGE', field: /^--port: /m },
   { item: 6, name: 'dashboard --port -1', args: ['dashboard', '--port=-1'], exit: 2, code: 'USAGE', field: /^--port: /m },
@@ -137,19 +153,18 @@ const cases: readonly Case[] = [
     exit: 2,
     code: 'CONFIG_INVALID',
     field: /^--host: 192\.0\.2\.1 is not an address of this machine/m,
-    child: true,
   },
   { item: 6, name: 'redis.tls.ca that cannot be read', args: ['status'], config: edit((r) => (r['redis'] = { ...(r['redis'] as object), tls: { ca: '/nonexistent/ca.pem' } })), exit: 2, code: 'CONFIG_INVALID', field: /^redis\.tls\.ca: cannot read \/nonexistent\/ca\.pem/m },
   { item: 6, name: 'demo --count 100000', args: ['demo', '--count', '100000', '--json'], noConfig: true, exit: 2, code: 'USAGE', field: /^--count: expected an integer from 1 to 50/m },
   { item: 6, name: 'simulate --count 0', args: ['simulate', '--count', '0', '--out', '/nonexistent/sim', '--json'], noConfig: true, exit: 2, code: 'USAGE', field: /^--count: /m },
-  { item: 6, name: 'spool.dir under /proc (mkdir hung)', args: ['worker'], config: edit((r) => (r['spool'] = { dir: '/proc/vcsa-spool' })), exit: 2, code: 'CONFIG_INVALID', field: /^spool\.dir: /m, fix: /\/var\/spool\/vcsa-backup/, child: true },
+  { item: 6, name: 'spool.dir under /proc (mkdir hung)', args: ['worker'], config: edit((r) => (r['spool'] = { dir: '/proc/vcsa-spool' })), exit: 2, code: 'CONFIG_INVALID', field: /^spool\.dir: /m, fix: /\/var\/spool\/vcsa-backup/ },
   { item: 6, name: 'spool.dir under /sys', args: ['backup', '--target', 'vc01'], config: edit((r) => (r['spool'] = { dir: '/sys//kernel/spool' })), exit: 2, code: 'CONFIG_INVALID', field: /^spool\.dir: /m },
   { item: 6, name: '--log-level bogus', args: ['backup', '--target', 'vc01', '--log-level', 'bogus'], exit: 2, code: 'USAGE', field: /^--log-level: /m, fix: /use one of .*debug/ },
-  { item: 6, name: 'LOG_LEVEL=bogus (crashed with a stack)', args: ['worker'], env: { LOG_LEVEL: 'bogus' }, exit: 2, code: 'USAGE', field: /^LOG_LEVEL \(environment\): /m, child: true },
+  { item: 6, name: 'LOG_LEVEL=bogus (crashed with a stack)', args: ['worker'], env: { LOG_LEVEL: 'bogus' }, exit: 2, code: 'USAGE', field: /^LOG_LEVEL \(environment\): /m },
   { item: 6, name: 'a YAML alias bomb', args: ['schedule'], config: aliasBomb, exit: 2, code: 'CONFIG_INVALID', field: /case-\d+\.yaml:{bombLine}:\d+: aliases here expand the document past 500,000 values/m },
   { item: 6, name: 'a YAML alias inside its own anchor', args: ['backup', '--target', 'vc01'], config: yamlWith(/^targets:/m, 'loop: &loop [1, *loop]\ntargets:'), exit: 2, code: 'CONFIG_INVALID', field: /case-\d+\.yaml:\d+:\d+: /m },
   { item: 6, name: 'nesting deeper than any config needs', args: ['backup', '--target', 'vc01'], config: yamlWith(/^targets:/m, `deep: ${'['.repeat(100)}${']'.repeat(100)}\ntargets:`), exit: 2, code: 'CONFIG_INVALID', field: /case-\d+\.yaml:\d+:\d+: nested deeper than 64 levels/m },
-  { item: 6, name: 'REDIS_URL="not a url"', args: ['worker'], env: { REDIS_URL: 'not a url' }, exit: 2, code: 'CONFIG_INVALID', field: /^REDIS_URL \(environment, overrides redis\.url\): not a URL/m, child: true },
+  { item: 6, name: 'REDIS_URL="not a url"', args: ['worker'], env: { REDIS_URL: 'not a url' }, exit: 2, code: 'CONFIG_INVALID', field: /^REDIS_URL \(environment, overrides redis\.url\): not a URL/m },
   { item: 6, name: 'REDIS_URL with an http scheme', args: ['status'], env: { REDIS_URL: 'http://127.0.0.1:6379' }, exit: 2, code: 'CONFIG_INVALID', field: /^REDIS_URL /m, fix: /redis:\/\/host:port/ },
   { item: 6, name: 'redis.url with a path that is no database number', args: ['run', '--target', 'vc01'], config: edit((r) => (r['redis'] = { url: 'redis://127.0.0.1:6379/queues' })), exit: 2, code: 'CONFIG_INVALID', field: /^redis\.url: /m, fix: /database number/ },
   { item: 6, name: 'verify.scratchUrl: garbage', args: ['verify', '--target', 'vc01'], config: edit((r) => (r['verify'] = { scratchUrl: 'garbage' })), exit: 2, code: 'CONFIG_INVALID', field: /^verify\.scratchUrl: /m, fix: /postgres:\/\// },
@@ -166,9 +181,9 @@ const cases: readonly Case[] = [
   { item: 8, name: '--config twice', args: ['status', '--config', '/etc/vcsa-backup/fleet.yaml'], exit: 2, code: 'USAGE', field: /^--config: given more than once/m },
   { item: 8, name: 'a garbage SSH privateKey', args: ['schedule'], config: sshTarget({ password: undefined, privateKey: 'not a key at all' }), exit: 2, code: 'CONFIG_INVALID', field: /^targets\[1\]\.executor\.privateKey: not a usable private key/m, fix: /OpenSSH or PEM/ },
   { item: 8, name: 'an SSH privateKey file that is not there', args: ['worker'], config: sshTarget({ password: undefined, privateKey: { file: '/nonexistent/id_ed25519' } }), exit: 2, code: 'CONFIG_INVALID', field: /^targets\[1\]\.executor\.privateKey: cannot read secret file/m },
-  { item: 8, name: 'dashboard with an unset dashboard.token env var', args: ['dashboard', '--port', '0'], config: edit((r) => (r['dashboard'] = { token: { env: 'CORPUS_UNSET_TOKEN' } })), exit: 2, code: 'CONFIG_INVALID', field: /^dashboard\.token: environment variable CORPUS_UNSET_TOKEN is not set/m, child: true },
+  { item: 8, name: 'dashboard with an unset dashboard.token env var', args: ['dashboard', '--port', '0'], config: edit((r) => (r['dashboard'] = { token: { env: 'CORPUS_UNSET_TOKEN' } })), exit: 2, code: 'CONFIG_INVALID', field: /^dashboard\.token: environment variable CORPUS_UNSET_TOKEN is not set/m },
   { item: 8, name: 'dashboard with an unset basicAuth password env var', args: ['dashboard', '--port', '0'], config: edit((r) => (r['dashboard'] = { basicAuth: { user: 'ops', password: { env: 'CORPUS_UNSET_PW' } } })), exit: 2, code: 'CONFIG_INVALID', field: /^dashboard\.basicAuth\.password: /m },
-  { item: 8, name: 'dashboard on 0.0.0.0 without auth', args: ['dashboard', '--host', '0.0.0.0', '--port', '0'], exit: 2, code: 'CONFIG_INVALID', field: /^--host: /m, fix: /--insecure-no-auth/, child: true },
+  { item: 8, name: 'dashboard on 0.0.0.0 without auth', args: ['dashboard', '--host', '0.0.0.0', '--port', '0'], exit: 2, code: 'CONFIG_INVALID', field: /^--host: /m, fix: /--insecure-no-auth/ },
 
   // The basics: what every command line gets.
   { item: 0, name: 'an unknown command', args: ['bakup'], noConfig: true, exit: 2, code: 'USAGE', field: /unknown command "bakup"/ },
@@ -210,6 +225,9 @@ void describe('input corpus: every malformed config and command line is refused,
   };
 
   before(async () => {
+    // Reading process.stdin.isTTY (restore, lease) opens stdin's pipe for good: open it first, so
+    // that it is not counted as something a command left open.
+    void process.stdin.isTTY;
     dir = await mkdtemp(join(tmpdir(), 'input-corpus-'));
     auditLog = join(dir, 'audit.jsonl');
     sim = await createSimAppliance({ name: `corpus-${process.pid}`, baseDir: join(dir, 'appliances'), auditLog });
@@ -246,32 +264,30 @@ void describe('input corpus: every malformed config and command line is refused,
     assert.equal(config.targets[0]?.name, 'vc01');
   });
 
-  void test('in process: each one exits as expected, its message names the field, nothing on the appliance changed', async () => {
+  void test('in process: each one returns, leaves nothing open behind it, and no service of the appliance changed', async () => {
     for (const c of inProcessCases) {
       const path = await configFor(c);
       const auditBefore = await readFile(auditLog, 'utf8').catch(() => '');
+      const handlesBefore = openHandles();
       const res = await runCliInProcess(argsOf(c, path), { ...c.env });
       results.set(c, res);
+      // What a process would still be waiting on after main returned (a Redis connection
+      // retrying, a listening server, a timer): the hangs of issue 9 item 6.
+      await leftNothingOpen(handlesBefore, c.name);
       const auditAfter = await readFile(auditLog, 'utf8').catch(() => '');
       assert.equal(auditAfter, auditBefore, `${c.name}: a service of the appliance changed state`);
     }
   });
 
-  void test('as processes: each one exits within 30 s (none hangs on what it opened), with the expected code', async () => {
-    const t0 = Date.now();
-    const done = await Promise.all(
+  void test('as processes: the ones that used to hang exit on their own (within 90 s on a loaded machine)', async () => {
+    const settled = await Promise.allSettled(
       childCases.map(async (c) => {
         const path = await configFor(c);
-        try {
-          return [c, await runCli(argsOf(c, path), { ...c.env, LOG_LEVEL: c.env?.['LOG_LEVEL'] ?? 'warn' }, 30_000)] as const;
-        } catch (err) {
-          assert.fail(`${c.name}: ${(err as Error).message}`);
-        }
+        results.set(c, await runCli(argsOf(c, path), { ...c.env, LOG_LEVEL: c.env?.['LOG_LEVEL'] ?? 'warn' }, 90_000));
       }),
     );
-    for (const [c, res] of done) results.set(c, res);
-    // Informational: how long the parallel batch took on this machine.
-    assert.ok(Date.now() - t0 < 60_000);
+    const hung = settled.flatMap((s, i) => (s.status === 'rejected' ? [`${childCases[i]?.name}: ${String(s.reason)}`] : []));
+    assert.deepEqual(hung, []);
   });
 
   for (const c of cases) {
@@ -289,8 +305,10 @@ void describe('input corpus: every malformed config and command line is refused,
         assert.equal(error.code, c.code, `error code${context}`);
         assert.match(error.message, field, `the JSON message names the field${context}`);
       }
-      assert.match(res.stderr, field, `stderr names the field${context}`);
-      if (c.fix) assert.match(res.stderr, c.fix, `stderr says how to fix it${context}`);
+      // Every line of the message on its own line of stderr, after the command's name.
+      const stderr = res.stderr.replace(/^vcsa-backup: /gm, '');
+      assert.match(stderr, field, `stderr names the field${context}`);
+      if (c.fix) assert.match(stderr, c.fix, `stderr says how to fix it${context}`);
       assert.doesNotMatch(res.stderr, /^\s+at .*\.(ts|js):\d+/m, `no stack trace${context}`);
       assert.equal(`${res.stdout}${res.stderr}`.includes(s3Secret), false, 'the S3 secret was printed');
     });
