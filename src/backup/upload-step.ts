@@ -5,7 +5,7 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
 import { compressOnce, type TransformedFile, type GzippedDump } from './compress.ts';
 import { encryptedSuffix, encryptionTarget, encryptOnce, type EncryptedFile } from './encrypt.ts';
-import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
+import { artifactKey, manifestFormat, manifestKey, sseRecord, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
 import { removeSpool, type SpoolRecord } from './spool.ts';
 
@@ -128,6 +128,7 @@ export async function uploadSpool(
     timings,
     artifacts,
     ...(spool.native ? { native: spool.native } : {}),
+    ...sseRecord(config.s3),
   };
   const key = manifestKey(config.s3.prefix, spool.target, spool.id);
   await input.beforeCommit?.();

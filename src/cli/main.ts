@@ -20,6 +20,7 @@ export const domainCommands: CommandRegistry = {
   'trust-host-key': () => import('./commands/trust-host-key.ts'),
   'iam-policy': () => import('./commands/iam-policy.ts'),
   's3-setup': () => import('./commands/s3-setup.ts'),
+  's3-server': () => import('./commands/s3-server.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
   'restore-stage': () => import('./commands/restore-stage.ts'),

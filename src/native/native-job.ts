@@ -10,7 +10,7 @@ import type { ProgressListener } from '../backup/progress.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
 import { throttledProgress, type BackupJobDeps, type BackupJobResult, type JobHandle } from '../fleet/backup-job.ts';
-import { FleetLease } from '../locks/fleet-lease.ts';
+import { FleetLease, leaseReplicas } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
 import { noLeaseGuard, takeApplianceBackup } from './appliance-backup.ts';
 
@@ -32,6 +32,7 @@ export function createNativeLease(redis: Redis, config: Config, holderId: string
     prefix: nativeLeasePrefix(config.redis.prefix),
     maxConcurrent: config.native.maxConcurrent,
     leaseMs: config.native.leaseSeconds * 1000,
+    replicas: leaseReplicas(config),
     holderId,
     logger: logger.child({ pool: 'native' }),
   });

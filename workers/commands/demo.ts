@@ -37,9 +37,10 @@ export const command: CliCommand = {
   defaultLogLevel: 'warn',
   options: { count: { type: 'string' }, native: { type: 'string' }, workers: { type: 'string' }, out: { type: 'string' }, keep: { type: 'boolean', default: false } },
   async run(ctx) {
-    const count = intOption(ctx.values, 'count', 1) ?? 3;
-    const nativeCount = intOption(ctx.values, 'native', 0) ?? 1;
-    const workerCount = intOption(ctx.values, 'workers', 1) ?? 2;
+    // As `simulate`: each appliance is two daemons and two databases on this machine.
+    const count = intOption(ctx.values, 'count', 1, 50) ?? 3;
+    const nativeCount = intOption(ctx.values, 'native', 0, 10) ?? 1;
+    const workerCount = intOption(ctx.values, 'workers', 1, 16) ?? 2;
     const outDir = stringOption(ctx.values, 'out') ?? (await mkdtemp(join(tmpdir(), 'vcsa-backup-demo-')));
     const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
     const prefix = `vcsa-demo-${Date.now().toString(36)}`;
