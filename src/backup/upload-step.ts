@@ -101,7 +101,13 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
  * again after a failure and it starts over from the spool. The spool is deleted only after the
  * manifest, the commit point, is stored and verified.
  */
-export async function uploadSpool(input: UploadStepInput & { readonly uploaded?: UploadedArtifacts | null }): Promise<UploadResult> {
+export async function uploadSpool(
+  input: UploadStepInput & {
+    readonly uploaded?: UploadedArtifacts | null;
+    /** Runs just before the manifest is written (the commit point); throwing stops the commit. */
+    readonly beforeCommit?: () => Promise<void>;
+  },
+): Promise<UploadResult> {
   const { config, spool, store, logger, signal } = input;
   const emit = input.onProgress ?? (() => undefined);
   const uploaded = input.uploaded ?? (await uploadArtifacts(input));
@@ -125,6 +131,7 @@ export async function uploadSpool(input: UploadStepInput & { readonly uploaded?:
     ...sseRecord(config.s3),
   };
   const key = manifestKey(config.s3.prefix, spool.target, spool.id);
+  await input.beforeCommit?.();
   await store.putBytes(key, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });
   logger.info({ manifestKey: key }, 'backup committed');
   await removeSpool(spool.dir);

@@ -153,8 +153,21 @@ async function withNativeLease(deps: NativeJobDeps, target: TargetConfig, logger
     await handle.release();
     return spool;
   } catch (err) {
-    // The appliance's job was cancelled (or never started) by takeApplianceBackup: the slot is free to give back.
-    await handle.release().catch((releaseErr: unknown) => logger.warn({ err: releaseErr }, 'native lease release failed; the watchdog frees it'));
+    // The slot counts the appliance's job. takeApplianceBackup clears the job's record once the
+    // appliance reports it ended (or none was started): then the slot is free to give back. A
+    // record still there is a job that may still run (the cancel failed or was not confirmed):
+    // like a quiesced appliance that could not be confirmed running, its slot is left to the
+    // native watchdog, which cancels the job and frees the slot.
+    const still = await redis.hget(jobsKey, target.name).then(
+      (raw) => (raw ? (JSON.parse(raw) as NativeJobRecord) : null),
+      () => null,
+    );
+    if (still && still.token === handle.token) {
+      await handle.abandon(`the appliance's backup job ${still.applianceJobId} could not be confirmed ended`);
+      logger.warn({ applianceJobId: still.applianceJobId }, 'native slot left to the native watchdog: the appliance job may still run');
+    } else {
+      await handle.release().catch((releaseErr: unknown) => logger.warn({ err: releaseErr }, 'native lease release failed; the watchdog frees it'));
+    }
     throw err;
   }
 }

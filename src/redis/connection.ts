@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/load.ts';
-import { BackupError, errorMessage } from '../errors.ts';
+import { BackupError, ConfigError, errorMessage } from '../errors.ts';
 import { hasCode } from '../error-codes.ts';
+import { throwIfAborted } from '../abort.ts';
 
 /**
  * The one place that turns `redis:` settings into a connection: URL, ACL user and password,
@@ -31,7 +32,7 @@ function readPem(path: string, field: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new BackupError('CONFIG_INVALID', `redis.tls.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check the path and its permissions`, { permanent: true });
+    throw new ConfigError([`redis.tls.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); check the path and its permissions`]);
   }
 }
 
@@ -51,10 +52,10 @@ function parseUrl(raw: string): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw new BackupError('CONFIG_INVALID', `redis.url: not a URL; expected redis://[user:password@]host:port[/db] or rediss://… (REDIS_URL wins when set)`, { permanent: true });
+    throw new ConfigError([`redis.url: not a URL; expected redis://[user:password@]host:port[/db] or rediss://… (REDIS_URL wins when set)`]);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new BackupError('CONFIG_INVALID', `redis.url: scheme ${url.protocol} is not redis: or rediss:`, { permanent: true });
+    throw new ConfigError([`redis.url: scheme ${url.protocol} is not redis: or rediss:`]);
   }
   return url;
 }
@@ -229,7 +230,8 @@ function unreachable(settings: RedisSettings, cause: unknown, when: string): Bac
  * clear error (REDIS_UNREACHABLE, naming where without the password and the settings to fix),
  * not a driver message from the middle of the command.
  */
-export async function openRedis(settings: RedisSettings, role: RedisRole = 'command', onError?: (err: Error) => void): Promise<Redis> {
+export async function openRedis(settings: RedisSettings, role: RedisRole = 'command', onError?: (err: Error) => void, signal?: AbortSignal): Promise<Redis> {
+  throwIfAborted(signal, 'connecting to Redis');
   let last: unknown;
   const redis = connectRedis(settings, role, {
     lazyConnect: true,
@@ -238,13 +240,19 @@ export async function openRedis(settings: RedisSettings, role: RedisRole = 'comm
       onError?.(err);
     },
   });
+  // SIGTERM while Redis does not answer: stop trying now, not after the last attempt.
+  const stop = (): void => redis.disconnect();
+  signal?.addEventListener('abort', stop, { once: true });
   try {
     await redis.connect();
     await redis.ping();
     return redis;
   } catch (err) {
     redis.disconnect();
+    throwIfAborted(signal, 'connecting to Redis');
     throw unreachable(settings, last ?? err, 'at start');
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
 }
 
