@@ -27,6 +27,7 @@ slow_first=(
   test/restore/cli.test.ts
   test/fleet/s3-outage.test.ts
   test/fleet/worker-death.test.ts
+  test/fleet/redis-sentinel.test.ts
   test/crypto/rekey.test.ts
   test/docker/appliance.test.ts
   test/fleet/spool-and-slots.test.ts
@@ -34,6 +35,7 @@ slow_first=(
   test/backup/large-vcdb.test.ts
   test/crypto/queued-encrypted.test.ts
   test/fleet/redis-restart.test.ts
+  test/fleet/redis-tls-acl.test.ts
 )
 mapfile -t all < <(find test -name '*.test.ts' | sort)
 files=()

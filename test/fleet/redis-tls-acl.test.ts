@@ -83,7 +83,7 @@ void describe('Redis over TLS with an ACL user', () => {
     assert.ok(!everything.includes(password), 'the Redis password leaked into output, logs or Redis');
   });
 
-  void test('a wrong CA: REDIS_TLS_FAILED naming redis.tls.ca, exit 1, at once', async () => {
+  void test('a wrong CA: REDIS_TLS_FAILED naming redis.tls.ca, exit 1, at once', async (t) => {
     const original = await readFile(h.configPath, 'utf8');
     try {
       await h.editConfig((raw) => {
@@ -96,6 +96,7 @@ void describe('Redis over TLS with an ACL user', () => {
       assert.equal(doc.error.code, 'REDIS_TLS_FAILED', doc.error.message);
       assert.match(doc.error.message, /redis\.tls\.ca/);
       assert.ok(doc.error.message.includes(certs.wrongCa), doc.error.message);
+      t.diagnostic(doc.error.message);
       assert.ok(Date.now() - t0 < 20_000, 'the refusal is not retried until redis.unreachableSeconds');
       assert.ok(!`${res.stdout}${res.stderr}`.includes(password));
     } finally {
@@ -103,7 +104,7 @@ void describe('Redis over TLS with an ACL user', () => {
     }
   });
 
-  void test('a wrong password: REDIS_AUTH_FAILED naming redis.password, the wrong one not shown', async () => {
+  void test('a wrong password: REDIS_AUTH_FAILED naming redis.password, the wrong one not shown', async (t) => {
     const wrong = 'not-the-password-42';
     const res = await h.cli(['status', '--json'], { REDIS_URL: `rediss://${user}:${wrong}@127.0.0.1:${server.port}` });
     assert.equal(res.code, 1, res.stderr);
@@ -111,5 +112,6 @@ void describe('Redis over TLS with an ACL user', () => {
     assert.equal(doc.error.code, 'REDIS_AUTH_FAILED', doc.error.message);
     assert.match(doc.error.message, /redis\.password/);
     assert.ok(!`${res.stdout}${res.stderr}`.includes(wrong), 'the wrong password was printed');
+    t.diagnostic(doc.error.message);
   });
 });
