@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --vcdb-mb N --fleet-mb N --rss-mib N --rounds N --schedulers N --skip-fleet]`:
+ * `npm run bench [-- --vcdb-mb N --fleet-mb N --rss-mib N --rounds N --schedulers N --skip-fleet --only a,b --out FILE]`:
  * issue 11's goals measured end to end on simulated appliances with realistic VCDB data, each
  * figure a ratio against a baseline measured in the same run on the same data, medians of
  * `--rounds` runs (≥ 3). Writes BENCHMARKS.md (or --out). Not a test: nothing here asserts.
@@ -11,6 +11,7 @@
  *   fleet     6 appliances, 2 workers, `run --wait`      vs  the classic sequential loop; vs Σ windows + one upload
  *   memory    worker-path peak RSS (dump, gzip, upload)  vs  the 200 MiB goal
  *   schedule  1,000 job schedulers upserted              vs  the 5 s goal
+ *   aliases   1,000 targets via anchors/aliases: load + schedule  vs  the same fleet written out
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -23,9 +24,10 @@ import { parseArgs } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Redis } from 'ioredis';
+import { stringify as stringifyYaml } from 'yaml';
 import { compressOnce } from '../src/backup/compress.ts';
 import { runBackup } from '../src/backup/run-backup.ts';
-import { parseConfig, type Config } from '../src/config/load.ts';
+import { loadConfig, parseConfig, type Config } from '../src/config/load.ts';
 import { LocalExecutor } from '../src/executors/local.ts';
 import { silentLogger } from '../src/log.ts';
 import { createSimAppliance, type SimAppliance } from '../src/sim/appliance.ts';
@@ -44,6 +46,8 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string', default: '3' },
     schedulers: { type: 'string', default: '1000' },
     'skip-fleet': { type: 'boolean', default: false },
+    /** Only these sections (comma-separated: window,compress,memory,schedulers,aliases,fleet). */
+    only: { type: 'string' },
     out: { type: 'string', default: 'BENCHMARKS.md' },
   },
 });
@@ -340,6 +344,65 @@ async function benchSchedulers(s3: EmbeddedS3, dir: string): Promise<void> {
   log(`schedulers: ${secs(t)}`);
 }
 
+/**
+ * Issue 9 item 7: a fleet.yaml whose targets share settings through anchors and aliases must load
+ * and schedule as fast as the same fleet written out in full. Each round loads the file (as
+ * `schedule` does: read, YAML with the alias-bomb check, validation) and upserts every scheduler
+ * from scratch; the two files alternate so that load on the machine hits both alike.
+ */
+async function benchAliases(s3: EmbeddedS3, dir: string): Promise<void> {
+  const prefix = `bench-alias-${process.pid}`;
+  const redisUrl = process.env['REDIS_URL'] || 'redis://127.0.0.1:6379';
+  const head = stringifyYaml({
+    redis: { url: redisUrl, prefix },
+    s3: { bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    spool: { dir: join(dir, 'spool'), minFreeMiB: 0 },
+  });
+  const executor = `{ type: ssh, host: vcsa.example.net, user: root, hostKey: "SHA256:${'A'.repeat(43)}", password: { env: BENCH_SSH_PASSWORD }, connectTimeoutSeconds: 20 }`;
+  const variables = '{ VPG_BIN: /opt/vmware/vpostgres/1.0/bin, DB_CFG: /etc/vmware-vpx/embedded_db.cfg }';
+  const timeouts = '{ dumpSeconds: 7200, serviceSeconds: 300 }';
+  const schedule = '{ cron: "0 2 * * *", tz: Europe/Berlin }';
+  const name = (i: number): string => `vc${String(i).padStart(4, '0')}`;
+  const aliased = Array.from({ length: schedulerCount }, (_, i) =>
+    i === 0
+      ? `  - { name: ${name(i)}, profile: vcsa-5.5, executor: &ssh_defaults ${executor}, variables: &vars ${variables}, timeouts: &timeouts ${timeouts}, schedule: &nightly ${schedule} }`
+      : `  - { name: ${name(i)}, profile: vcsa-5.5, executor: *ssh_defaults, variables: *vars, timeouts: *timeouts, schedule: *nightly }`,
+  );
+  const expanded = Array.from({ length: schedulerCount }, (_, i) => `  - { name: ${name(i)}, profile: vcsa-5.5, executor: ${executor}, variables: ${variables}, timeouts: ${timeouts}, schedule: ${schedule} }`);
+  const files = { aliases: join(dir, 'fleet-aliases.yaml'), expanded: join(dir, 'fleet-expanded.yaml') };
+  await writeFile(files.aliases, `${head}targets:\n${aliased.join('\n')}\n`);
+  await writeFile(files.expanded, `${head}targets:\n${expanded.join('\n')}\n`);
+  const env = { BENCH_SSH_PASSWORD: 'bench-password' };
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const times = { aliases: [] as number[], expanded: [] as number[] };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const kind of r % 2 === 0 ? (['aliases', 'expanded'] as const) : (['expanded', 'aliases'] as const)) {
+        await removeFleetKeys(redis, prefix);
+        const t0 = performance.now();
+        const config = loadConfig(files[kind], { env });
+        const res = await syncSchedules(config, redis);
+        times[kind].push(performance.now() - t0);
+        if (res.upserted.length !== schedulerCount) throw new Error(`bench: ${kind}: ${res.upserted.length} schedulers upserted, expected ${schedulerCount}`);
+      }
+    }
+  } finally {
+    await removeFleetKeys(redis, prefix).catch(() => undefined);
+    redis.disconnect();
+  }
+  const a = median(times.aliases);
+  const e = median(times.expanded);
+  figures.push({
+    goal: `${schedulerCount}-target fleet.yaml with anchors/aliases: load + \`schedule\` ≤ 1.10× the same fleet written out`,
+    measured: secs(a),
+    baseline: secs(e),
+    ratio: a / e,
+    met: a / e <= 1.1,
+    note: 'loadConfig (YAML, alias-bomb check, validation) + syncSchedules from scratch; `executor: *ssh_defaults` etc. on every target after the first',
+  });
+  log(`aliases: ${secs(a)} vs expanded ${secs(e)}`);
+}
+
 function versionOf(cmd: string, args: string[]): string {
   const res = spawnSync(cmd, args, { encoding: 'utf8' });
   return (res.stdout || res.stderr || '').split('\n')[0]?.trim() ?? '?';
@@ -353,7 +416,9 @@ async function main(): Promise<void> {
   let windowNote = '';
   const failed: string[] = [];
   // A section that fails (e.g. workers too slow to start on a saturated machine) is reported, not fatal.
+  const only = flags.only?.split(',').map((x) => x.trim());
   const section = async (name: string, run: () => Promise<unknown>): Promise<void> => {
+    if (only && !only.includes(name)) return;
     try {
       await run();
     } catch (err) {
@@ -363,9 +428,10 @@ async function main(): Promise<void> {
   };
   try {
     await section('window', async () => (windowNote = await benchWindow(s3, dir)));
-    if (windowNote) await section('compress', () => benchCompress(s3, dir));
+    if (windowNote || only) await section('compress', () => benchCompress(s3, dir));
     await section('memory', () => benchMemory(s3, dir));
     await section('schedulers', () => benchSchedulers(s3, dir));
+    await section('aliases', () => benchAliases(s3, dir));
     if (!flags['skip-fleet']) await section('fleet', () => benchFleet());
   } finally {
     await s3.stop();

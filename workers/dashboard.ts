@@ -6,9 +6,9 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Job, Queue } from 'bullmq';
-import { connectRedis } from '../src/redis/connection.ts';
+import { connectRedis, redisOptions } from '../src/redis/connection.ts';
 import type { Config } from '../src/config/load.ts';
-import { errorMessage } from '../src/errors.ts';
+import { ConfigError, errorMessage } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { fleetLeaseFor } from '../src/locks/fleet-lease.ts';
 import { FleetState } from '../src/state/fleet-state.ts';
@@ -65,6 +65,25 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   const host = options.host ?? '127.0.0.1';
   // Before anything is opened: a bad --host, or an open dashboard on the network, is exit 2.
   checkBindAddress(host, authRequired(auth), options.insecureNoAuth === true);
+  // Redis settings that cannot work (an unreadable TLS file) throw here, before the port is taken.
+  redisOptions(config.redis, 'probe');
+  // The port next, before any connection: a port in use or an address not on this machine is
+  // exit 2 with nothing open (a Redis connection opened first kept the process alive after the
+  // error). Requests wait for `ready.route`, set once everything below exists.
+  const ready: { route?: (req: IncomingMessage, res: ServerResponse) => Promise<void> } = {};
+  const server = createServer((req, res) => {
+    const route = ready.route;
+    if (!route) {
+      send(res, 503, 'text/plain; charset=utf-8', 'starting\n');
+      return;
+    }
+    route(req, res).catch((err: unknown) => {
+      logger.warn({ err: errorMessage(err), path: req.url }, 'dashboard request failed');
+      if (!res.headersSent) send(res, 503, 'text/plain; charset=utf-8', `unavailable: ${errorMessage(err)}\n`);
+      else res.end();
+    });
+  });
+  await listen(server, host, options.port ?? 8080);
   // Set once the port is known (0 picks one): the Host check needs it.
   const bound: { guard?: RequestGuard } = {};
   // Reconnects forever (a long-running server) but fails commands fast while Redis is away, so
@@ -372,20 +391,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     }
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      logger.warn({ err: errorMessage(err), path: req.url }, 'dashboard request failed');
-      if (!res.headersSent) send(res, 503, 'text/plain; charset=utf-8', `unavailable: ${errorMessage(err)}\n`);
-      else res.end();
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 8080, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  ready.route = handle;
   const address = server.address() as AddressInfo;
   bound.guard = createRequestGuard(host, address.port, authRequired(auth), options.publicNames ?? []);
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/`;
@@ -407,6 +413,27 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       return closing;
     },
   };
+}
+
+/** Binds the server; what the operator can fix (port in use, an address not here, a privileged port) is a ConfigError naming the option. */
+async function listen(server: Server, host: string, port: number): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new ConfigError([`--port: ${host}:${port} is already in use; choose another port (--port 0 picks a free one)`]);
+    if (code === 'EACCES') throw new ConfigError([`--port: ${port} needs privileges to bind; use a port above 1023`]);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      throw new ConfigError([`--host: ${host} is not an address of this machine (${code}); e.g. --host 127.0.0.1`]);
+    }
+    throw err;
+  }
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {

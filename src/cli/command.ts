@@ -65,11 +65,17 @@ export function requiredString(values: OptionValues, name: string, hint: string)
   return v;
 }
 
-export function intOption(values: OptionValues, name: string, min: number): number | undefined {
+/**
+ * A whole number option, written in decimal digits: `Number()` alone would take "" (an empty
+ * `--port=`) as 0, " 80" as 80 and "0x50" as 80.
+ */
+export function intOption(values: OptionValues, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const v = stringOption(values, name);
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name}: expected an integer from ${min} and up, got \`${v}\``);
+  const n = /^-?\d{1,16}$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name}: expected an integer from ${min} ${max === Number.MAX_SAFE_INTEGER ? 'and up' : `to ${max}`}, got \`${v}\``);
+  }
   return n;
 }
 

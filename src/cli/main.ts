@@ -16,6 +16,7 @@ export type CommandRegistry = Record<string, () => Promise<{ command: CliCommand
 export const domainCommands: CommandRegistry = {
   backup: () => import('./commands/backup.ts'),
   simulate: () => import('./commands/simulate.ts'),
+  'simulate-native-appliance': () => import('./commands/simulate-native-appliance.ts'),
   'trust-host-key': () => import('./commands/trust-host-key.ts'),
   'iam-policy': () => import('./commands/iam-policy.ts'),
   's3-setup': () => import('./commands/s3-setup.ts'),

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { ConfigError } from '../errors.ts';
 
 /**
@@ -47,6 +48,14 @@ export function createRequestGuard(bindHost: string, port: number, authConfigure
   const bare = bindHost.replace(/^\[|\]$/g, '');
   add(isIP(bare) === 6 ? `[${bare}]` : bare);
   if (isLoopback(bindHost)) loopbackNames.forEach(add);
+  if (bare === '0.0.0.0' || bare === '::') {
+    // Bound to every address: each of them (and loopback) is "the address it is bound to". A
+    // rebinding page's Host is its own name, never one of these.
+    loopbackNames.forEach(add);
+    for (const addresses of Object.values(networkInterfaces())) {
+      for (const a of addresses ?? []) add(a.family === 'IPv6' ? `[${a.address.replace(/%.*$/, '')}]` : a.address);
+    }
+  }
   publicNames.forEach(add);
   return { allowedHosts: names, authConfigured };
 }
@@ -57,7 +66,8 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * `hostHeader`, `origin`, `referer` from the request. Binding to 0.0.0.0 / :: accepts any Host
- * only when auth is configured (then a rebinding page has no credentials anyway).
+ * only when auth is configured (then a rebinding page has no credentials anyway); without auth,
+ * the machine's own addresses and the --public-name names.
  */
 export function checkRequest(guard: RequestGuard, req: { method?: string | undefined; host?: string | undefined; origin?: string | undefined; referer?: string | undefined; path: string }): GuardVerdict {
   const host = (req.host ?? '').toLowerCase();

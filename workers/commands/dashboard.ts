@@ -1,5 +1,5 @@
 import { untilAborted } from '../../src/abort.ts';
-import { exitCodes, intOption, stringList, stringOption, UsageError, type CliCommand } from '../../src/cli/command.ts';
+import { exitCodes, intOption, stringList, stringOption, type CliCommand } from '../../src/cli/command.ts';
 import { startDashboard } from '../dashboard.ts';
 
 export const command: CliCommand = {
@@ -14,8 +14,7 @@ export const command: CliCommand = {
   async run(ctx) {
     const config = ctx.config();
     const host = stringOption(ctx.values, 'host') ?? '127.0.0.1';
-    const port = intOption(ctx.values, 'port', 0) ?? 8080;
-    if (port > 65535) throw new UsageError(`--port: expected a TCP port from 0 to 65535, got ${port}`);
+    const port = intOption(ctx.values, 'port', 0, 65535) ?? 8080;
     const dashboard = await startDashboard({ config, logger: ctx.logger, host, port, insecureNoAuth: ctx.values['insecure-no-auth'] === true, publicNames: stringList(ctx.values, 'public-name') });
     ctx.say(`dashboard: ${dashboard.url} (queues at ${dashboard.url}queues/, metrics at ${dashboard.url}metrics)`);
     if (ctx.json) ctx.out(JSON.stringify({ url: dashboard.url }));
