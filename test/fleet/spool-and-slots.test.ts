@@ -14,7 +14,7 @@ import { startFleetHarness, writeSlowPgBin, type FleetHarness } from '../support
 
 /**
  * Invariant 4's other half: only a lost spool sends an appliance back for a new dump, and the
- * reason is recorded. The job is run in this process (the worker's code path minus BullMQ) with
+ * reason is recorded; a spool gone because its backup was committed is that job's result. The job is run in this process (the worker's code path minus BullMQ) with
  * job data that points at a spool that is gone, or on another host.
  */
 void describe('a lost spool means a fresh dump, with the reason recorded', () => {
@@ -71,6 +71,25 @@ void describe('a lost spool means a fresh dump, with the reason recorded', () =>
     const result = await runJob({ target: 'vc01', runId: 'r3', trigger: 'run' });
     assert.ok(result.id > '20200101T000000.000Z');
     await assert.rejects(stat(old), { code: 'ENOENT' });
+  });
+
+  void test('an attempt that committed and died before the queue heard of it: the retry reports that backup, and quiesces nothing', async () => {
+    const first = await runJob({ target: 'vc01', runId: 'r4', trigger: 'run' });
+    const t0 = Date.now();
+    // The retry of the same job: its data still names the first attempt's spool, which the
+    // commit removed.
+    const retry = await runJob({ target: 'vc01', runId: 'r4', trigger: 'run', spool: { host: spoolHost(), dir: join(h.config().spool.dir, 'vc01', first.id), id: first.id } });
+    assert.equal(retry.id, first.id, 'the committed backup is the result');
+    assert.equal(retry.dumpedAgainBecause, undefined);
+    assert.equal(quiesceIntervals((await h.audit()).filter((e) => e.ts >= t0)).length, 0, 'nothing stopped again');
+    const manifests: string[] = [];
+    const store = createS3ObjectStore(h.config().s3, silentLogger);
+    try {
+      for await (const o of store.list('vcsa/vc01/')) if (o.key.endsWith('/manifest.json')) manifests.push(o.key);
+    } finally {
+      store.close();
+    }
+    assert.equal(manifests.filter((k) => k.includes(first.id)).length, 1);
   });
 
   void test('spool on another host', async () => {
