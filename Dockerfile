@@ -5,13 +5,13 @@
 
 # Production dependencies only; no install scripts (none is needed: ssh2's optional native
 # addon and esbuild's binary check are skipped).
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # PostgreSQL 15 client tools for `verify` and restore drills (scratch restores with psql and
 # pg_restore); tini reaps the dump and restore processes a worker starts.
 RUN apt-get update \

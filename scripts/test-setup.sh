@@ -35,6 +35,11 @@ fi
 # Starts dockerd if no engine answers and builds the test base image once (about a minute the
 # first time), so that test files running in parallel find both ready.
 node --import tsx test/support/dockerd.ts || echo "test-setup: WARNING: Docker engine or test image not ready; the docker tests will say why"
-# The simulated appliance image and the vcsa-backup image (test/support/images.ts), cached by
-# content hash: about 2.5 minutes the first time, nothing after, a few seconds when sources changed.
+# Node.js 24 from the npm registry's `node` package (test/support/node24.ts), cached by version:
+# the vcsa-backup image's runtime, and test/runtime/node24.test.ts runs the demo and a fleet test
+# on it. About 50 MB the first time, one `npm view` after.
+node --import tsx test/support/node24.ts >/dev/null || echo "test-setup: WARNING: no Node.js 24; test/runtime/node24.test.ts will say why"
+# The simulated appliance image, the vcsa-backup image (on the Node 24 stand-in) and Redis from
+# Debian's package for docker-compose.local.yml (test/support/images.ts), cached by content
+# hash: about 2.5 minutes the first time, nothing after, a few seconds when sources changed.
 node --import tsx test/support/images.ts || echo "test-setup: WARNING: container images not built; the docker tests will say why"

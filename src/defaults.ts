@@ -58,6 +58,14 @@ export const timings = {
   renewFraction: 1 / 3,
   /** No renewal timer runs faster than this, whatever the TTL (tests use leases of seconds). */
   minRenewMs: 200,
+  /**
+   * A fleet-lease write waits this long at most for its replicas (redis.leaseReplicas): a sixth
+   * of the lease, between these bounds, so a renewal that waits in vain leaves time for the next.
+   */
+  leaseReplicaWaitMinMs: 50,
+  leaseReplicaWaitMaxMs: 2000,
+  /** The holder trusts its lease this much less than its length (at most a tenth of it): clocks of Redis hosts differ a little. */
+  leaseClockMarginMs: 1000,
   /** A waiter for a fleet slot looks again this often, besides being woken by a release. */
   leaseAcquirePollMs: 1000,
   /** A backup waiting for another job's target lock looks again this often. */

@@ -81,7 +81,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
       name: holderId,
     },
   );
-  async function processJob(job: Job<BackupJobData, BackupJobResult>, _token?: string, bullSignal?: AbortSignal): Promise<BackupJobResult> {
+  async function processJob(job: Job<BackupJobData, BackupJobResult>, token?: string, bullSignal?: AbortSignal): Promise<BackupJobResult> {
     const controller = new AbortController();
     jobControllers.set(job.id ?? '', controller);
     const signal = AbortSignal.any([controller.signal, shutdown.signal, ...(bullSignal ? [bullSignal] : [])]);
@@ -93,6 +93,13 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
         maxAttempts: job.opts.attempts ?? 1,
         updateData: (data) => job.updateData(data),
         reportProgress: (event) => void job.updateProgress({ ...event }).catch(() => undefined),
+        // extendLock succeeds only with this worker's token: a stalled job handed to another fails it.
+        assertOwned: async (step) => {
+          if (token === undefined) return;
+          if ((await job.extendLock(token, config.worker.lockSeconds * 1000)) !== 1) {
+            throw new BackupError('JOB_LOCK_LOST', `job ${job.id ?? ''} was handed to another worker before ${step} (this one was paused or cut off from Redis past worker.lockSeconds); stopping without committing`);
+          }
+        },
       };
       if (isNative(job.data.target)) return await processNativeJob(nativeDeps, handle, signal);
       return await processBackupJob(jobDeps, handle, signal);

@@ -64,6 +64,23 @@ export interface Manifest {
   readonly rekeyedAt?: string;
   /** vcsa-native backups: what the appliance said about its own backup (never a password). */
   readonly native?: NativeBackupInfo;
+  /**
+   * The server-side encryption asked of S3 for every object of the backup (s3.serverSideEncryption,
+   * s3.kmsKeyId when it was written or last rekeyed); absent when none was.
+   */
+  readonly serverSideEncryption?: ServerSideEncryptionRecord;
+}
+
+/** SSE-S3 ("AES256") or SSE-KMS ("aws:kms", with the key id when one was configured). */
+export interface ServerSideEncryptionRecord {
+  readonly algorithm: 'AES256' | 'aws:kms';
+  readonly kmsKeyId?: string;
+}
+
+/** The manifest's `serverSideEncryption` field for these S3 settings, to spread into a manifest. */
+export function sseRecord(s3: { readonly serverSideEncryption?: 'AES256' | 'aws:kms' | undefined; readonly kmsKeyId?: string | undefined }): { serverSideEncryption?: ServerSideEncryptionRecord } {
+  if (s3.serverSideEncryption === undefined) return {};
+  return { serverSideEncryption: { algorithm: s3.serverSideEncryption, ...(s3.kmsKeyId === undefined ? {} : { kmsKeyId: s3.kmsKeyId }) } };
 }
 
 export function backupIdFor(date: Date): string {
@@ -202,6 +219,13 @@ export function parseManifest(value: unknown, key: string, profiles: ReadonlyMap
       if (passphrase !== null && (typeof passphrase !== 'object' || (passphrase as Record<string, unknown>)['kdf'] !== 'scrypt')) fail(`${at}.encryption.passphrase`, 'neither null nor { kdf: "scrypt", … }');
       if ((recipients as unknown[]).length === 0 && passphrase === null) fail(`${at}.encryption`, 'names neither recipients nor a passphrase');
     }
+  }
+  const sse = m['serverSideEncryption'];
+  if (sse !== undefined) {
+    if (sse === null || typeof sse !== 'object' || Array.isArray(sse)) fail('serverSideEncryption', 'not an object { algorithm, kmsKeyId? }');
+    const { algorithm, kmsKeyId } = sse as Record<string, unknown>;
+    if (algorithm !== 'AES256' && algorithm !== 'aws:kms') fail('serverSideEncryption.algorithm', `${JSON.stringify(algorithm)}, expected "AES256" or "aws:kms"`);
+    if (kmsKeyId !== undefined && (typeof kmsKeyId !== 'string' || kmsKeyId === '' || algorithm !== 'aws:kms')) fail('serverSideEncryption.kmsKeyId', 'a non-empty string, and only with "aws:kms"');
   }
   return value as Manifest;
 }

@@ -144,6 +144,10 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<QuiescedD
             await guard.assertHeld(`dump ${dump.name}`);
             artifacts.push(await dumpOne(dump, dump.dump));
           }
+          // A dump counts only if the lease held throughout: once it lapsed (a paused worker, a
+          // Redis failover) a watchdog may have started the services under the running dump.
+          // A lapsed lease never comes back, so held now means held all along.
+          if (artifacts.length > 0 && servicesStopped) await guard.assertHeld('start (after the dumps)');
           // startServicesAfter: upload implies classic (chooseQuiesceMode), so every dump is here.
           if (!uploadInWindow) return { artifacts, uploaded: null };
           // Written first: if this process dies during the upload, the spool is complete.

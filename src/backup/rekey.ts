@@ -16,7 +16,7 @@ import { downloadArtifact } from '../restore/fetch-artifacts.ts';
 import { createWorkDir } from '../restore/work-dir.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { encryptedSuffix, encryptionTarget } from './encrypt.ts';
-import { backupIdFor, backupPrefix, type ArtifactEncryption, type Manifest, type ManifestArtifact } from './manifest.ts';
+import { backupIdFor, backupPrefix, type ArtifactEncryption, sseRecord, type Manifest, type ManifestArtifact } from './manifest.ts';
 import { hasCode } from '../error-codes.ts';
 
 /**
@@ -249,7 +249,9 @@ async function rekeyOne(input: RekeyInput, entry: CatalogEntry, to: AgeTarget, i
       if (!now || !isDeepStrictEqual(now, before)) {
         throw new BackupError('REKEY_CONFLICT', `the manifest of ${entry.manifestKey} ${now ? 'changed' : 'was deleted'} while its backup was re-encrypted (a retention run or another rekey?); nothing was switched — run rekey again`);
       }
-      const manifest: Manifest = { ...before, artifacts, rekeyedAt: new Date().toISOString() };
+      // The new objects were written with today's s3.serverSideEncryption: record that, not the old.
+      const { serverSideEncryption: _old, ...kept } = before;
+      const manifest: Manifest = { ...kept, artifacts, rekeyedAt: new Date().toISOString(), ...sseRecord(config.s3) };
       await store.putBytes(entry.manifestKey, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });
       switched = true;
       for (const key of uploaded) {

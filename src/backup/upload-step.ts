@@ -5,7 +5,7 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { toolVersion } from '../version.ts';
 import { compressOnce, type TransformedFile, type GzippedDump } from './compress.ts';
 import { encryptedSuffix, encryptionTarget, encryptOnce, type EncryptedFile } from './encrypt.ts';
-import { artifactKey, manifestFormat, manifestKey, type Manifest, type ManifestArtifact } from './manifest.ts';
+import { artifactKey, manifestFormat, manifestKey, sseRecord, type Manifest, type ManifestArtifact } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
 import { removeSpool, type SpoolRecord } from './spool.ts';
 
@@ -101,7 +101,13 @@ export async function uploadArtifacts(input: UploadStepInput): Promise<UploadedA
  * again after a failure and it starts over from the spool. The spool is deleted only after the
  * manifest, the commit point, is stored and verified.
  */
-export async function uploadSpool(input: UploadStepInput & { readonly uploaded?: UploadedArtifacts | null }): Promise<UploadResult> {
+export async function uploadSpool(
+  input: UploadStepInput & {
+    readonly uploaded?: UploadedArtifacts | null;
+    /** Runs just before the manifest is written (the commit point); throwing stops the commit. */
+    readonly beforeCommit?: () => Promise<void>;
+  },
+): Promise<UploadResult> {
   const { config, spool, store, logger, signal } = input;
   const emit = input.onProgress ?? (() => undefined);
   const uploaded = input.uploaded ?? (await uploadArtifacts(input));
@@ -122,8 +128,10 @@ export async function uploadSpool(input: UploadStepInput & { readonly uploaded?:
     timings,
     artifacts,
     ...(spool.native ? { native: spool.native } : {}),
+    ...sseRecord(config.s3),
   };
   const key = manifestKey(config.s3.prefix, spool.target, spool.id);
+  await input.beforeCommit?.();
   await store.putBytes(key, Buffer.from(JSON.stringify(manifest, null, 2)), { contentType: 'application/json', ...(signal ? { signal } : {}) });
   logger.info({ manifestKey: key }, 'backup committed');
   await removeSpool(spool.dir);

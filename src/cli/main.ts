@@ -16,9 +16,11 @@ export type CommandRegistry = Record<string, () => Promise<{ command: CliCommand
 export const domainCommands: CommandRegistry = {
   backup: () => import('./commands/backup.ts'),
   simulate: () => import('./commands/simulate.ts'),
+  'simulate-native-appliance': () => import('./commands/simulate-native-appliance.ts'),
   'trust-host-key': () => import('./commands/trust-host-key.ts'),
   'iam-policy': () => import('./commands/iam-policy.ts'),
   's3-setup': () => import('./commands/s3-setup.ts'),
+  's3-server': () => import('./commands/s3-server.ts'),
   list: () => import('./commands/list.ts'),
   restore: () => import('./commands/restore.ts'),
   'restore-stage': () => import('./commands/restore-stage.ts'),

@@ -252,6 +252,11 @@ export const configSchema = z.strictObject({
           servername: z.string().min(1).optional(),
         })
         .optional(),
+      /**
+       * Replicas that must acknowledge (WAIT) a fleet-lease acquisition or renewal before it
+       * counts, so that a Sentinel failover cannot lose it. Default: 1 with sentinels, else 0.
+       */
+      leaseReplicas: z.number().int().min(0).max(16).optional(),
       /** How long a command (run --wait, status, restore, verify, dashboard) waits for a lost Redis to come back before REDIS_UNREACHABLE. Workers wait forever. */
       unreachableSeconds: z.number().int().min(1).max(3600).default(60),
     })

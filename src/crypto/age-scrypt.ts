@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes, scrypt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt } from 'node:crypto';
 import { Stanza, type Identity, type Recipient } from 'age-encryption';
 import type { Secret } from '../config/secret.ts';
 
@@ -18,7 +18,27 @@ const maxWorkFactor = 20;
 const label = Buffer.from('age-encryption.org/v1/scrypt', 'ascii');
 const zeroNonce = Buffer.alloc(12);
 
+/**
+ * Derivations of this process, by hash of (passphrase, salt, work factor): one object is opened
+ * several times in a row (rekey reads a header, then the body, then checks the result; verify
+ * after a backup), and each derivation costs a second of CPU and 256 MiB. Salts are fresh per
+ * object, so the map only ever holds keys for objects this process has opened; it is bounded.
+ */
+const derived = new Map<string, Promise<Buffer>>();
+const derivedLimit = 32;
+
 function deriveWrappingKey(passphrase: Secret, salt: Buffer, logN: number): Promise<Buffer> {
+  const id = createHash('sha256').update(passphrase.reveal(), 'utf8').update('\0').update(salt).update(String(logN)).digest('hex');
+  const known = derived.get(id);
+  if (known) return known;
+  const key = runScrypt(passphrase, salt, logN);
+  derived.set(id, key);
+  key.catch(() => derived.delete(id));
+  if (derived.size > derivedLimit) derived.delete(derived.keys().next().value ?? '');
+  return key;
+}
+
+function runScrypt(passphrase: Secret, salt: Buffer, logN: number): Promise<Buffer> {
   const N = 2 ** logN;
   const r = 8;
   return new Promise((resolve, reject) => {

@@ -44,6 +44,12 @@ export interface JobHandle {
   readonly maxAttempts: number;
   updateData(data: BackupJobData): Promise<void>;
   reportProgress(event: ProgressEvent): void;
+  /**
+   * Throws JOB_LOCK_LOST unless this worker still owns the job in the queue (a paused worker's
+   * job may have been handed to another as stalled). Checked with the target lock before the
+   * commit, so one run never commits two backups.
+   */
+  assertOwned?(step: string): Promise<void>;
 }
 
 export interface BackupJobDeps {
@@ -97,6 +103,10 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     waitMs: 2 * targetLockTtlMs(config),
     signal,
   });
+  const ownsTheRun = async (step: string): Promise<void> => {
+    await lock.assertHeld(step);
+    await job.assertOwned?.(step);
+  };
   try {
     let dumpedAgainBecause: string | undefined;
     let spool: SpoolRecord | undefined;
@@ -127,7 +137,7 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }
 
-    const { result, attempts } = await uploadWithRetries(deps, spool, uploaded, logger, signal, progress, () => void recorded(run.mark('upload-retry')));
+    const { result, attempts } = await uploadWithRetries(deps, spool, uploaded, ownsTheRun, logger, signal, progress, () => void recorded(run.mark('upload-retry')));
     const success = {
       id: result.manifest.id,
       at: result.manifest.completedAt,
@@ -217,6 +227,7 @@ async function uploadWithRetries(
   spool: SpoolRecord,
   /** Artifacts already uploaded in the quiesce window (startServicesAfter: upload): the first attempt only commits them. */
   uploaded: UploadedArtifacts | null,
+  ownsTheRun: (step: string) => Promise<void>,
   logger: Logger,
   signal: AbortSignal,
   progress: (e: ProgressEvent) => void,
@@ -226,10 +237,10 @@ async function uploadWithRetries(
   const maxAttempts = config.worker.uploadAttempts;
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await uploadSpool({ config, spool, uploaded: attempt === 1 ? uploaded : null, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress });
+      const result = await uploadSpool({ config, spool, uploaded: attempt === 1 ? uploaded : null, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), signal, onProgress: progress, beforeCommit: () => ownsTheRun('the manifest') });
       return { result, attempts: attempt };
     } catch (err) {
-      if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || hasCode(err, 'SPOOL_LOST')) throw err;
+      if (isPermanent(err) || signal.aborted || attempt >= maxAttempts || hasCode(err, 'SPOOL_LOST', 'TARGET_LOCK_LOST', 'JOB_LOCK_LOST')) throw err;
       // Exponential backoff with full jitter, capped: S3 outages tend to last minutes.
       const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), timings.uploadBackoffCapMs);
       const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { BackupError } from '../errors.ts';
 import type { Config } from '../config/load.ts';
@@ -16,6 +17,16 @@ import { timings } from '../defaults.ts';
  * appliance's services and confirmed them (invariant 2). Every entry carries a fence token from
  * INCR; renewals, checks and releases compare it in Lua, and expiry uses Redis's clock (TIME),
  * never a worker's.
+ *
+ * Failover (Redis Sentinel): replication is asynchronous, so a new primary may lack the old one's
+ * last writes. With `replicas` > 0 an acquisition counts only once that many replicas have it
+ * (WAIT): until then nothing is stopped, and one that is not acknowledged in time is withdrawn.
+ * A renewal likewise extends the holder's own idea of its lease only once acknowledged: the
+ * holder measures its lease on its own monotonic clock from when it sent the last acknowledged
+ * write, less a margin for clock differences between Redis hosts, so it stops trusting the lease
+ * before a promoted replica (whose copy may be one renewal behind) shows it expired — and before
+ * a watchdog there could start the appliance and free the slot. Releases, abandons and the
+ * watchdog's own writes need no WAIT: losing one leaves a slot taken longer, never freed early.
  */
 export interface LeaseEntry {
   readonly target: string;
@@ -85,6 +96,16 @@ local e = cjson.decode(raw)
 if e.token ~= tonumber(ARGV[2]) or e.rescuer then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('PUBLISH', KEYS[3], ARGV[1])
+return 1`;
+
+// ARGV: target, token. Withdraws an acquisition that no replica acknowledged: like a release, but
+// without waking waiters (they would only find the same missing replica).
+const withdrawScript = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.token ~= tonumber(ARGV[2]) or e.rescuer then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
 return 1`;
 
 // ARGV: target, token, reason. Marks an entry its holder abandoned with why, and lets it expire
@@ -157,6 +178,11 @@ export interface FleetLeaseOptions {
   /** Identifies this process in the lease table and the dashboard. */
   readonly holderId?: string;
   readonly logger: Logger;
+  /**
+   * Replicas that must acknowledge an acquisition or renewal (WAIT) before it counts: 0 (the
+   * default) for a Redis without failover.
+   */
+  readonly replicas?: number;
 }
 
 export interface LeaseHandle {
@@ -172,8 +198,14 @@ export interface LeaseHandle {
    * `reason` is recorded in the entry (best effort) for status and the dashboard.
    */
   abandon(reason: string): Promise<void>;
-  /** True once a renewal failed. */
+  /** True once a renewal failed, or the lease was not renewed (acknowledged) in time. */
   lost(): boolean;
+  /**
+   * Until when (epoch ms, this process's clock) the holder counts on the lease: its last
+   * acknowledged write's send time plus the lease, less the clock margin. Redis's copy, on the
+   * primary or on a replica that acknowledged it, expires no earlier.
+   */
+  heldUntil(): number;
 }
 
 export function holderIdentity(host: string): string {
@@ -189,9 +221,25 @@ export function fleetLeaseFor(config: Config, redis: Redis, options: { logger: L
     prefix: config.redis.prefix,
     maxConcurrent: config.quiesce.maxConcurrent,
     leaseMs: config.quiesce.leaseSeconds * 1000,
+    replicas: leaseReplicas(config),
     logger: options.logger,
     ...(options.holderId !== undefined ? { holderId: options.holderId } : {}),
   });
+}
+
+/** redis.leaseReplicas, or its default: 1 with Sentinel (there is a replica to fail over to), else 0. */
+export function leaseReplicas(config: Pick<Config, 'redis'>): number {
+  return config.redis.leaseReplicas ?? (config.redis.sentinels ? 1 : 0);
+}
+
+/** How long a lease write waits for its replicas: well inside one renewal period. */
+export function replicaWaitMs(leaseMs: number): number {
+  return Math.max(timings.leaseReplicaWaitMinMs, Math.min(timings.leaseReplicaWaitMaxMs, Math.floor(leaseMs / 6)));
+}
+
+/** Taken off the holder's idea of its lease: Redis hosts' clocks may differ by this much. */
+export function leaseClockMarginMs(leaseMs: number): number {
+  return Math.min(timings.leaseClockMarginMs, Math.floor(leaseMs / 10));
 }
 
 export class FleetLease {
@@ -201,6 +249,8 @@ export class FleetLease {
   readonly #holdersKey: string;
   readonly #fenceKey: string;
   readonly #channel: string;
+  /** Set when the last acquisition was withdrawn for want of a replica's acknowledgement: for LEASE_TIMEOUT's message. */
+  #unreplicated = false;
 
   constructor(redis: Redis, options: FleetLeaseOptions) {
     this.#redis = redis;
@@ -220,8 +270,20 @@ export class FleetLease {
     return Number(result);
   }
 
-  /** One attempt: a handle, or null when the fleet is full. */
+  /**
+   * WAIT for `replicas` replicas to have this connection's writes so far; true at once without
+   * replicas. A lost connection counts as not acknowledged.
+   */
+  async #replicated(): Promise<boolean> {
+    const replicas = this.#options.replicas ?? 0;
+    if (replicas === 0) return true;
+    const acked = await this.#redis.wait(replicas, replicaWaitMs(this.#options.leaseMs)).catch(() => -1);
+    return acked >= replicas;
+  }
+
+  /** One attempt: a handle, or null when the fleet is full (or no replica acknowledged the slot). */
   async tryAcquire(target: string): Promise<LeaseHandle | null> {
+    const sentAt = performance.now();
     const token = await this.#eval(acquireScript, target, this.holderId, this.#options.leaseMs, this.#options.maxConcurrent);
     if (token === 0) return null;
     if (token === -1) {
@@ -229,7 +291,19 @@ export class FleetLease {
       // not yet made safe, or another worker backing it up. Either way, not ours to take.
       return null;
     }
-    return this.#handle(target, token);
+    if (!(await this.#replicated())) {
+      // A failover now could lose this entry and give the slot to another appliance while this
+      // one is stopped: withdraw it, stop nothing, and try again later.
+      this.#unreplicated = true;
+      await this.#eval(withdrawScript, target, token).catch(() => undefined);
+      this.#options.logger.warn(
+        { target, token, replicas: this.#options.replicas, waitMs: replicaWaitMs(this.#options.leaseMs) },
+        'fleet lease not acknowledged by enough Redis replicas (redis.leaseReplicas); withdrawn, nothing stopped; retrying',
+      );
+      return null;
+    }
+    this.#unreplicated = false;
+    return this.#handle(target, token, sentAt);
   }
 
   /**
@@ -252,7 +326,10 @@ export class FleetLease {
           options.onWaiting(await this.holders());
         }
         if (Date.now() >= deadline) {
-          throw new BackupError('LEASE_TIMEOUT', `waited ${Math.round(options.waitMs / 1000)} s for a fleet quiesce slot (quiesce.maxConcurrent is ${this.#options.maxConcurrent}); will retry later`);
+          const why = this.#unreplicated
+            ? `no ${this.#options.replicas} Redis replica(s) acknowledged the slot (redis.leaseReplicas); check the replicas (INFO replication), or set redis.leaseReplicas: 0 to accept that a failover may lose it`
+            : `quiesce.maxConcurrent is ${this.#options.maxConcurrent}`;
+          throw new BackupError('LEASE_TIMEOUT', `waited ${Math.round(options.waitMs / 1000)} s for a fleet quiesce slot (${why}); will retry later`);
         }
         if (!releases) {
           // Subscribe, then look again before waiting: a release published before the
@@ -268,20 +345,36 @@ export class FleetLease {
     }
   }
 
-  #handle(target: string, token: number): LeaseHandle {
+  #handle(target: string, token: number, sentAt: number): LeaseHandle {
     const { leaseMs, logger } = this.#options;
+    const margin = leaseClockMarginMs(leaseMs);
     let lost = false;
     let released = false;
+    // On this process's monotonic clock: until when the lease is surely held, from when the last
+    // acknowledged acquisition or renewal was sent (Redis's copy expires no earlier).
+    let heldUntil = sentAt + leaseMs - margin;
+    const lapsed = (): boolean => {
+      if (!lost && performance.now() >= heldUntil) {
+        lost = true;
+        logger.error({ target, token }, 'fleet lease not renewed (acknowledged) in time: stopping at the next step; the watchdog restarts the appliance');
+      }
+      return lost;
+    };
     const renew = async (): Promise<void> => {
-      if (released || lost) return;
+      if (released || lapsed()) return;
+      const at = performance.now();
       try {
         const ok = await this.#eval(renewScript, target, token, leaseMs);
         if (ok !== 1) {
           lost = true;
           logger.error({ target, token }, 'fleet lease lost: stopping at the next step; the watchdog restarts the appliance');
+        } else if (await this.#replicated()) {
+          heldUntil = at + leaseMs - margin;
+        } else {
+          logger.warn({ target, token, replicas: this.#options.replicas }, 'fleet lease renewal not acknowledged by enough Redis replicas; it counts only once one is');
         }
       } catch (err) {
-        // Redis unreachable: keep trying; the lease expires on its own if this goes on.
+        // Redis unreachable: keep trying; the lease lapses on its own if this goes on.
         logger.warn({ err, target }, 'fleet lease renewal failed; retrying');
       }
     };
@@ -289,19 +382,20 @@ export class FleetLease {
     timer.unref();
     const guard: LeaseGuard = {
       assertHeld: async (step: string) => {
-        if (!lost) {
+        if (!lapsed()) {
           const ok = await this.#eval(checkScript, target, token).catch(() => 0);
           if (ok === 1) return;
           lost = true;
         }
-        throw new BackupError('LEASE_LOST', `the fleet quiesce lease for ${target} was lost before the ${step} step (worker paused or cut off from Redis); stopping, the appliance's services are started again`);
+        throw new BackupError('LEASE_LOST', `the fleet quiesce lease for ${target} was lost before the ${step} step (worker paused, cut off from Redis, or a Redis failover); stopping, the appliance's services are started again`);
       },
     };
     return {
       target,
       token,
       guard,
-      lost: () => lost,
+      lost: () => (released ? lost : lapsed()),
+      heldUntil: () => Math.round(Date.now() + heldUntil - performance.now()),
       abandon: async (reason: string) => {
         released = true;
         clearInterval(timer);

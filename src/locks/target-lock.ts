@@ -14,6 +14,12 @@ const releaseScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redi
 
 export interface TargetLock {
   readonly target: string;
+  /**
+   * Throws TARGET_LOCK_LOST unless this holder still has the lock. Called before a commit: a
+   * worker paused (SIGSTOP, a VM freeze) past the lock's TTL may find that another worker has
+   * taken the job over, and must not commit a second backup of the same run.
+   */
+  assertHeld(step: string): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -60,6 +66,10 @@ export async function acquireTargetLock(
   timer.unref();
   return {
     target: options.target,
+    assertHeld: async (step) => {
+      if ((await redis.get(key)) === token) return;
+      throw new BackupError('TARGET_LOCK_LOST', `${options.target}: the appliance's lock expired before ${step} (this worker was paused or cut off from Redis longer than ${options.ttlMs} ms); another worker may have taken the job over, so this one stops without committing`);
+    },
     release: async () => {
       clearInterval(timer);
       await redis.eval(releaseScript, 1, key, token);

@@ -14,7 +14,7 @@ export interface NativeLeaseGuard {
 export const noLeaseGuard: NativeLeaseGuard = { assertHeld: () => Promise.resolve() };
 import { createSpoolDir, spoolHost, writeSpoolRecord, type SpoolArtifact, type SpoolRecord } from '../backup/spool.ts';
 import { ApplianceApi, quoteMessages, type BackupJobStatus, type BackupRequest } from './api-client.ts';
-import { applianceVersion, backupJobStatus, backupParts, cancelBackupJob, jobFailedError, startBackupJob, validateBackup } from './backup-api.ts';
+import { applianceVersion, backupJobStatus, backupParts, cancelBackupJobAndWait, jobFailedError, startBackupJob, validateBackup } from './backup-api.ts';
 import { nativeMetadataFile, type NativeBackupInfo } from './backup-info.ts';
 import type { NativeApiSettings } from './settings.ts';
 import { startSftpServer, type RunningSftpServer } from './sftp-server.ts';
@@ -31,6 +31,9 @@ export interface ApplianceBackupInput {
   /** Told the appliance's job id once it started (for the native watchdog), and null when it ended. */
   readonly onApplianceJob?: (jobId: string | null) => Promise<void>;
 }
+
+/** How long a cancelled appliance job may take to report that it ended. */
+const cancelConfirmMs = 30_000;
 
 export function nativeApiOf(target: TargetConfig): NativeApiSettings {
   if (target.executor.type !== 'vcsa-api' || !target.native) {
@@ -164,10 +167,15 @@ export async function takeApplianceBackup(input: ApplianceBackupInput): Promise<
     const timedOut = timeout.aborted && !input.signal?.aborted;
     if (started && !finished) {
       // SIGTERM, timeout, a lost lease or a poll that failed for good: the appliance must not
-      // keep pushing into a receiver that is about to close.
-      await cancelBackupJob(api, started.id, AbortSignal.timeout(30_000)).then(
-        () => logger.warn({ applianceJobId: started?.id }, 'appliance backup job cancelled'),
-        (cancelErr: unknown) => logger.error({ err: cancelErr, applianceJobId: started?.id }, 'could not cancel the appliance backup job; it may still be running'),
+      // keep pushing into a receiver that is about to close. Its job is over only once the
+      // appliance says so; until then the native slot stays taken (see withNativeLease).
+      const applianceJobId = started.id;
+      await cancelBackupJobAndWait(api, applianceJobId, AbortSignal.timeout(cancelConfirmMs)).then(
+        (ended) => {
+          finished = true;
+          logger.warn({ applianceJobId, state: ended.state }, 'appliance backup job cancelled; the appliance reports it ended');
+        },
+        (cancelErr: unknown) => logger.error({ err: errorMessage(cancelErr), applianceJobId }, 'could not cancel the appliance backup job, or it did not end in time; leaving it to the native watchdog'),
       );
     }
     if (timedOut) {
@@ -181,7 +189,8 @@ export async function takeApplianceBackup(input: ApplianceBackupInput): Promise<
     await receiver?.close();
     if (!committed) {
       await spool.remove().catch(() => undefined);
-      if (started) await input.onApplianceJob?.(null).catch(() => undefined);
+      // A job not known to have ended stays recorded: the caller leaves its slot to the native watchdog.
+      if (started && finished) await input.onApplianceJob?.(null).catch(() => undefined);
     }
     await api.logout();
   }

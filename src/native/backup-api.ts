@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupError } from '../errors.ts';
 import type { ApplianceApi, ApplianceVersion, BackupJobStatus, BackupPart, BackupRequest, LocalizableMessage } from './api-client.ts';
 import { quoteMessages } from './api-client.ts';
@@ -41,6 +42,30 @@ export function backupJobStatus(api: ApplianceApi, id: string, signal?: AbortSig
 
 export async function cancelBackupJob(api: ApplianceApi, id: string, signal?: AbortSignal): Promise<void> {
   await api.call<unknown>('POST', `appliance/recovery/backup/job/${encodeURIComponent(id)}/cancel`, undefined, 'the job cancel', signal);
+}
+
+/**
+ * Cancels the appliance's job and waits until the appliance no longer reports it INPROGRESS
+ * (a cancel is a request: the appliance stops at its next step). A native job's window — what
+ * `native.maxConcurrent` counts — is the appliance's job, so its slot is given back only after
+ * this returns. A job that already ended is not cancelled. Rejects when `signal` fires first.
+ */
+export async function cancelBackupJobAndWait(api: ApplianceApi, id: string, signal: AbortSignal, pollMs = 250): Promise<BackupJobStatus> {
+  let job = await backupJobStatus(api, id, signal);
+  if (job.state !== 'INPROGRESS') return job;
+  try {
+    await cancelBackupJob(api, id, signal);
+  } catch (err) {
+    // It may have ended between the status and the cancel (NOT_ALLOWED_IN_CURRENT_STATE).
+    job = await backupJobStatus(api, id, signal);
+    if (job.state !== 'INPROGRESS') return job;
+    throw err;
+  }
+  for (;;) {
+    job = await backupJobStatus(api, id, signal);
+    if (job.state !== 'INPROGRESS') return job;
+    await sleep(pollMs, undefined, { signal });
+  }
 }
 
 export function jobFailedError(url: string, job: BackupJobStatus): BackupError {

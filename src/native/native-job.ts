@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { findTarget, type Config, type TargetConfig } from '../config/load.ts';
+import { hasCode } from '../error-codes.ts';
 import { BackupError, errorCode, errorMessage, isPermanent } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -9,7 +10,7 @@ import type { ProgressListener } from '../backup/progress.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
 import { throttledProgress, type BackupJobDeps, type BackupJobResult, type JobHandle } from '../fleet/backup-job.ts';
-import { FleetLease } from '../locks/fleet-lease.ts';
+import { FleetLease, leaseReplicas } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
 import { noLeaseGuard, takeApplianceBackup } from './appliance-backup.ts';
 
@@ -31,6 +32,7 @@ export function createNativeLease(redis: Redis, config: Config, holderId: string
     prefix: nativeLeasePrefix(config.redis.prefix),
     maxConcurrent: config.native.maxConcurrent,
     leaseMs: config.native.leaseSeconds * 1000,
+    replicas: leaseReplicas(config),
     holderId,
     logger: logger.child({ pool: 'native' }),
   });
@@ -85,7 +87,12 @@ export async function processNativeJob(deps: NativeJobDeps, job: JobHandle, sign
       spool = await withNativeLease(deps, target, logger, signal, progress);
       await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
     }
-    const { result, attempts } = await uploadWithBackoff(config, deps.store, spool, logger, signal, progress, () => state.recordUploadRetry(target.name));
+    // As for a dump (src/fleet/backup-job.ts): a worker paused past its locks must not commit beside the one that took over.
+    const ownsTheRun = async (): Promise<void> => {
+      await lock.assertHeld('the manifest');
+      await job.assertOwned?.('the manifest');
+    };
+    const { result, attempts } = await uploadWithBackoff(config, deps.store, spool, logger, signal, progress, () => state.recordUploadRetry(target.name), ownsTheRun);
     await state.recordSuccess(target.name, {
       id: result.manifest.id,
       at: result.manifest.completedAt,
@@ -152,8 +159,21 @@ async function withNativeLease(deps: NativeJobDeps, target: TargetConfig, logger
     await handle.release();
     return spool;
   } catch (err) {
-    // The appliance's job was cancelled (or never started) by takeApplianceBackup: the slot is free to give back.
-    await handle.release().catch((releaseErr: unknown) => logger.warn({ err: releaseErr }, 'native lease release failed; the watchdog frees it'));
+    // The slot counts the appliance's job. takeApplianceBackup clears the job's record once the
+    // appliance reports it ended (or none was started): then the slot is free to give back. A
+    // record still there is a job that may still run (the cancel failed or was not confirmed):
+    // like a quiesced appliance that could not be confirmed running, its slot is left to the
+    // native watchdog, which cancels the job and frees the slot.
+    const still = await redis.hget(jobsKey, target.name).then(
+      (raw) => (raw ? (JSON.parse(raw) as NativeJobRecord) : null),
+      () => null,
+    );
+    if (still && still.token === handle.token) {
+      await handle.abandon(`the appliance's backup job ${still.applianceJobId} could not be confirmed ended`);
+      logger.warn({ applianceJobId: still.applianceJobId }, 'native slot left to the native watchdog: the appliance job may still run');
+    } else {
+      await handle.release().catch((releaseErr: unknown) => logger.warn({ err: releaseErr }, 'native lease release failed; the watchdog frees it'));
+    }
     throw err;
   }
 }
@@ -167,13 +187,14 @@ export async function uploadWithBackoff(
   signal: AbortSignal | undefined,
   progress: ProgressListener,
   onRetry: () => Promise<void>,
+  beforeCommit?: () => Promise<void>,
 ): Promise<{ result: UploadResult; attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), ...(signal ? { signal } : {}), onProgress: progress });
+      const result = await uploadSpool({ config, spool, store, logger: logger.child({ step: 'upload', uploadAttempt: attempt }), ...(signal ? { signal } : {}), onProgress: progress, ...(beforeCommit ? { beforeCommit } : {}) });
       return { result, attempts: attempt };
     } catch (err) {
-      if (isPermanent(err) || signal?.aborted || attempt >= config.worker.uploadAttempts || errorCode(err) === 'SPOOL_LOST') throw err;
+      if (isPermanent(err) || signal?.aborted || attempt >= config.worker.uploadAttempts || hasCode(err, 'SPOOL_LOST', 'TARGET_LOCK_LOST', 'JOB_LOCK_LOST')) throw err;
       const capMs = Math.min(config.worker.backoffSeconds * 1000 * 2 ** (attempt - 1), 5 * 60_000);
       const delayMs = Math.round(capMs / 2 + Math.random() * (capMs / 2));
       logger.warn({ err, attempt, delayMs }, 'upload failed; retrying from the spool without asking the appliance again');

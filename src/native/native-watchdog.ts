@@ -3,8 +3,8 @@ import type { Config } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { FleetLease, LeaseEntry } from '../locks/fleet-lease.ts';
-import { ApplianceApi } from './api-client.ts';
-import { backupJobStatus, cancelBackupJob } from './backup-api.ts';
+import { ApplianceApi, quoteMessages } from './api-client.ts';
+import { cancelBackupJobAndWait } from './backup-api.ts';
 import { nativeJobsKey, type NativeJobRecord } from './native-job.ts';
 
 /**
@@ -75,13 +75,9 @@ export class NativeWatchdog {
       const api = new ApplianceApi(target.executor, log);
       const signal = AbortSignal.timeout(60_000);
       try {
-        const job = await backupJobStatus(api, record.applianceJobId, signal);
-        if (job.state === 'INPROGRESS') {
-          await cancelBackupJob(api, record.applianceJobId, signal);
-          log.warn({ applianceJobId: record.applianceJobId }, 'native watchdog: the dead worker\'s appliance backup job was cancelled; its received files are discarded');
-        } else {
-          log.warn({ applianceJobId: record.applianceJobId, state: job.state }, 'native watchdog: the dead worker\'s appliance job had already ended; its received files are discarded');
-        }
+        // The slot is freed once the appliance reports the job ended: its job is the native window.
+        const job = await cancelBackupJobAndWait(api, record.applianceJobId, signal);
+        log.warn({ applianceJobId: record.applianceJobId, state: job.state, messages: quoteMessages(job.messages) }, 'native watchdog: the dead worker\'s appliance backup job is cancelled (or had ended); its received files are discarded');
       } catch (err) {
         // Freeing the slot anyway is safe: the appliance refuses a second job while one runs
         // (the retry then fails with NATIVE_APPLIANCE_BUSY and backs off).

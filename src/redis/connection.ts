@@ -84,8 +84,11 @@ export function redisOptions(settings: RedisSettings, role: RedisRole): RedisOpt
       sentinels: settings.sentinels.map((s) => ({ host: s.host, port: s.port })),
       name: settings.name,
       role: 'master',
-      // Subscribes to +switch-master so a failover is followed at once, not at the next error.
-      failoverDetector: true,
+      // No failoverDetector: it disconnects the connector on +switch-master, and when that lands
+      // while a reconnect is asking the sentinels (the old primary just died), ioredis ends the
+      // connection for good ("Connection is closed.", status end): a worker would never reconnect.
+      // Without it a failover is still followed at once: the dead primary's socket closes, and a
+      // demoted one answers READONLY (reconnectOnError) after the sentinels' CLIENT KILL.
       sentinelRetryStrategy: (n: number) => Math.min(n * 200, 2000),
       ...(settings.sentinelUsername ? { sentinelUsername: settings.sentinelUsername.reveal() } : {}),
       ...(settings.sentinelPassword ? { sentinelPassword: settings.sentinelPassword.reveal() } : {}),
@@ -169,7 +172,52 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
+/** Node's codes for a server certificate that the configured CA (or the system's) does not vouch for. */
+const certificateCodes = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+]);
+
+/**
+ * A connection that reached Redis and was refused: its certificate is not trusted, or the user
+ * or password is wrong. Retrying cannot help, so these name the settings to fix instead of
+ * saying "unreachable". Null for anything else.
+ */
+export function redisRefusal(settings: RedisSettings, cause: unknown): BackupError | null {
+  const code = (cause as { code?: unknown } | null)?.code;
+  const message = errorMessage(cause);
+  const where = describeRedis(settings);
+  if (typeof code === 'string' && certificateCodes.has(code)) {
+    return new BackupError(
+      'REDIS_TLS_FAILED',
+      `Redis at ${where} presented a TLS certificate that is not trusted (${code}: ${message}); set redis.tls.ca to the PEM file of the CA that signed the server's certificate${settings.tls?.ca ? ` (now ${settings.tls.ca})` : ''}`,
+      { permanent: true, cause },
+    );
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new BackupError('REDIS_TLS_FAILED', `Redis at ${where}: ${message}; connect by a name the certificate carries, or set redis.tls.servername to it`, { permanent: true, cause });
+  }
+  if (/^(WRONGPASS|NOAUTH)\b|invalid password|invalid username-password/i.test(message)) {
+    return new BackupError(
+      'REDIS_AUTH_FAILED',
+      `Redis at ${where} refused the login (${message.split('.')[0]}); check redis.username and redis.password (or the user and password in redis.url / REDIS_URL) and the ACL user on the server`,
+      { permanent: true, cause },
+    );
+  }
+  return null;
+}
+
 function unreachable(settings: RedisSettings, cause: unknown, when: string): BackupError {
+  const refused = redisRefusal(settings, cause);
+  if (refused) return refused;
   return new BackupError(
     'REDIS_UNREACHABLE',
     `cannot reach Redis at ${describeRedis(settings)} ${when} (${errorMessage(cause)}); check redis.url (or REDIS_URL), redis.sentinels, credentials and TLS in the config, and that Redis is running`,

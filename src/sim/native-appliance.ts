@@ -86,6 +86,11 @@ export interface NativeAppliance {
   /** Requests answered with 401 because a session was unknown or expired. */
   readonly stats: { logins: number; unauthorized: number; unavailable: number; requests: number; sessionIdsIssued: string[]; locationPasswords: string[] };
   setFault(fault: NativeFault): void;
+  /**
+   * false: the API stops listening and drops its connections (a network partition, or the
+   * appliance's reverse proxy down); running jobs go on. true: it listens again on the same port.
+   */
+  setReachable(reachable: boolean): Promise<void>;
   /** Cancels running jobs, waits for them, closes the API. */
   stop(): Promise<void>;
 }
@@ -404,11 +409,27 @@ export async function startNativeAppliance(options: NativeApplianceOptions): Pro
       fault = next;
       unavailableLeft = next.kind === 'unavailable' ? next.count : 0;
     },
+    async setReachable(reachable) {
+      if (reachable === server.listening) return;
+      if (!reachable) {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+        return;
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, options.host ?? '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    },
     async stop() {
       for (const j of jobs) if (j.state === 'INPROGRESS') j.cancelled = true;
       await Promise.allSettled([...running]);
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { loadConfig, parseConfig } from '../../src/config/load.ts';
 import { Secret } from '../../src/config/secret.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { leaseReplicas } from '../../src/locks/fleet-lease.ts';
 import { createSimAppliance, type SimAppliance } from '../../src/sim/appliance.ts';
 import { runCli, type CliResult } from '../support/fleet.ts';
 
@@ -45,6 +46,17 @@ void describe('config validation: field-named messages', () => {
     assert.equal(config.schedule.tz, 'UTC');
     assert.ok(config.s3.secretAccessKey instanceof Secret);
     assert.equal(JSON.stringify(config.s3).includes('inline-secret'), false);
+  });
+
+  void test('redis.leaseReplicas: 1 with sentinels, 0 without, as set when set; bounded', () => {
+    const withRedis = (redis: Record<string, unknown>): Raw => ({ ...base(), redis });
+    const sentinels = [{ host: '127.0.0.1', port: 26379 }];
+    assert.equal(leaseReplicas(parseConfig(base(), { env: {} })), 0);
+    assert.equal(leaseReplicas(parseConfig(withRedis({ sentinels, name: 'mymaster' }), { env: {} })), 1);
+    assert.equal(leaseReplicas(parseConfig(withRedis({ sentinels, name: 'mymaster', leaseReplicas: 0 }), { env: {} })), 0);
+    assert.equal(leaseReplicas(parseConfig(withRedis({ leaseReplicas: 2 }), { env: {} })), 2);
+    assertIssue(withRedis({ leaseReplicas: -1 }), /^redis\.leaseReplicas: /);
+    assertIssue(withRedis({ leaseReplicas: 1.5 }), /^redis\.leaseReplicas: /);
   });
 
   void test('a missing required field names its path', () => {

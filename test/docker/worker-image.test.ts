@@ -1,5 +1,5 @@
 /**
- * The repository's Dockerfile builds (on a local stand-in for node:20-bookworm-slim when the
+ * The repository's Dockerfile builds (on a local stand-in for node:24-bookworm-slim when the
  * public image is missing), and a worker running in that image backs up a containerised
  * simulated appliance through the docker executor (the engine's socket mounted in): `run
  * --wait --json`, itself run from the image, exits 0 with the backup in S3.
@@ -59,10 +59,11 @@ void describe('the vcsa-backup image', () => {
     assert.deepEqual(config.Cmd, ['worker']);
     assert.equal(config.Entrypoint.at(-1), 'vcsa-backup');
     assert.match(config.Healthcheck?.Test.join(' ') ?? '', /vcsa-backup status/);
-    const tools = await dockerCli(['run', '--rm', '--network', 'none', '--entrypoint', 'sh', image, '-c', 'id -u && /usr/lib/postgresql/15/bin/pg_restore --version && vcsa-backup --help']);
+    const tools = await dockerCli(['run', '--rm', '--network', 'none', '--entrypoint', 'sh', image, '-c', 'id -u && /usr/lib/postgresql/15/bin/pg_restore --version && node --version && vcsa-backup --help']);
     assert.equal(tools.exitCode, 0, tools.stderr);
     assert.match(tools.stdout, /^1000\n/);
     assert.match(tools.stdout, /pg_restore \(PostgreSQL\) 15\./);
+    assert.match(tools.stdout, /^v24\./m, 'the image runs Node.js 24 (node:24-bookworm-slim)');
     assert.match(tools.stderr, /usage: vcsa-backup <command>/);
   });
 

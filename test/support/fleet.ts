@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadConfig, type Config } from '../../src/config/load.ts';
 import type { LeaseEntry } from '../../src/locks/fleet-lease.ts';
@@ -87,6 +87,8 @@ export interface FleetHarnessOptions {
   /** Extra raw changes to fleet.yaml. */
   readonly edit?: (raw: Record<string, unknown>, dir: string) => void;
   readonly redisUrl?: string;
+  /** How the harness's own connection reaches Redis, when not by redisUrl (Sentinel, TLS, a user). */
+  readonly redisOptions?: RedisOptions;
   /** Extra environment of the worker processes (and of `cli`). */
   readonly env?: NodeJS.ProcessEnv;
   readonly s3Endpoint?: string;
@@ -131,7 +133,10 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
     ...(options.s3Bucket ? { s3Bucket: options.s3Bucket } : {}),
     ...options.sim,
   });
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
+  const { replyMapping: _none, ...redisOptions } = options.redisOptions ?? {};
+  const redis = options.redisOptions
+    ? new Redis({ ...redisOptions, maxRetriesPerRequest: null, retryStrategy: () => 100 })
+    : new Redis(redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
   redis.on('error', () => undefined);
   const workers: WorkerProcess[] = [];
   let closed = false;

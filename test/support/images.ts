@@ -1,13 +1,15 @@
 /**
  * Container images for the docker tests, built from local files (no image registry is
  * reachable here) and cached by content hash, so a warm run builds nothing:
- * - `debian:bookworm-slim` and `node:20-bookworm-slim`: local stand-ins for the public images
+ * - `debian:bookworm-slim` and `node:24-bookworm-slim`: local stand-ins for the public images
  *   that appliance/Dockerfile and Dockerfile start FROM, made only when missing (a machine with
  *   the public images uses those). The Debian one is dockerd.ts's debootstrap image under that
- *   name; the Node one adds this machine's Node.js and npm to it, with the official image's
- *   `node` user.
+ *   name; the Node one adds to it a real Node.js 24 from the npm registry's `node` package
+ *   (node24.ts) and this machine's npm, with the official image's `node` user.
  * - `vcsa-backup-sim-appliance:<hash>`: the simulated VCSA 5.5, by appliance/build.sh.
  * - `vcsa-backup:<hash>`: the repository's Dockerfile.
+ * - `vcsa-backup-local-redis:<hash>`: Debian's redis-server (deploy/local/redis.Dockerfile), the
+ *   stand-in for the public redis image in docker-compose.local.yml.
  * Builds take a lock file, so test files running in parallel build each image once.
  */
 import { spawn } from 'node:child_process';
@@ -17,12 +19,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureDockerForTests, testDocker, testImage, withFileLock } from './dockerd.ts';
+import { ensureNode24 } from './node24.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const debianBaseImage = 'debian:bookworm-slim';
-export const nodeBaseImage = 'node:20-bookworm-slim';
+export const nodeBaseImage = 'node:24-bookworm-slim';
 export const applianceImageName = 'vcsa-backup-sim-appliance';
 export const appImageName = 'vcsa-backup';
+export const localRedisImageName = 'vcsa-backup-local-redis';
 
 const say = (message: string): void => {
   process.stderr.write(`images: ${message}\n`);
@@ -95,11 +99,12 @@ async function hostCaBundle(): Promise<string | undefined> {
 
 const standInLabel = 'vcsa-backup.stand-in';
 
-/** `node:20-bookworm-slim`, or a stand-in: the Debian base plus this machine's node and npm. */
+/** `node:24-bookworm-slim`, or a stand-in: the Debian base plus Node.js 24 from the npm registry and this machine's npm. */
 export async function ensureNodeBase(): Promise<string> {
   await ensureDebianBase();
-  const node = process.execPath;
-  const npmDir = join(dirname(dirname(node)), 'lib', 'node_modules', 'npm');
+  const node = await ensureNode24();
+  const nodeVersion = (await runCommand(node, ['--version'])).trim();
+  const npmDir = join(dirname(dirname(process.execPath)), 'lib', 'node_modules', 'npm');
   const ca = await hostCaBundle();
   const dockerfile = [
     `FROM ${debianBaseImage}`,
@@ -111,7 +116,7 @@ export async function ensureNodeBase(): Promise<string> {
     ' && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \\',
     ' && groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node \\',
     ' && node --version && npm --version',
-    `ENV NODE_VERSION=${process.version.slice(1)}`,
+    `ENV NODE_VERSION=${nodeVersion.slice(1)}`,
     'CMD ["node"]',
     '',
   ].join('\n');
@@ -131,7 +136,7 @@ export async function ensureNodeBase(): Promise<string> {
     await stat(join(npmDir, 'bin', 'npm-cli.js'));
     const context = await mkdtemp(join(tmpdir(), 'vcsa-backup-node-base-'));
     try {
-      say(`no ${nodeBaseImage}: making a stand-in from ${debianBaseImage} with ${node} (${process.version}) and ${npmDir}`);
+      say(`no ${nodeBaseImage}: making a stand-in from ${debianBaseImage} with ${node} (${nodeVersion}) and ${npmDir}`);
       await cp(node, join(context, 'node'));
       await cp(npmDir, join(context, 'npm'), { recursive: true });
       if (ca) await cp(ca, join(context, 'ca.crt'));
@@ -201,8 +206,31 @@ export async function ensureAppImage(): Promise<string> {
   return tag;
 }
 
+/**
+ * Redis from Debian's package (deploy/local/redis.Dockerfile) on the Debian base: the public
+ * redis image's stand-in in docker-compose.local.yml. Cached by the hash of the Dockerfile and
+ * the base image's id.
+ */
+export async function ensureLocalRedisImage(): Promise<string> {
+  const baseId = await imageId(await ensureDebianBase());
+  if (!baseId) throw new Error(`${debianBaseImage} vanished`);
+  const dockerfile = join(repoRoot, 'deploy', 'local', 'redis.Dockerfile');
+  const hash = createHash('sha256').update(`base ${baseId}\n`).update(await readFile(dockerfile)).digest('hex').slice(0, 16);
+  const tag = `${localRedisImageName}:${hash}`;
+  if (await imageId(tag)) return tag;
+  await withLock('local-redis', async () => {
+    if (await imageId(tag)) return;
+    const started = Date.now();
+    say(`building ${tag} from deploy/local/redis.Dockerfile (apt-get over --network host)`);
+    await runCommand('docker', ['build', '--network', 'host', '--build-arg', `BASE=${debianBaseImage}`, '-f', dockerfile, '-t', tag, '-t', `${localRedisImageName}:latest`, join(repoRoot, 'deploy', 'local')], { env: await buildEnv() });
+    say(`${tag} built in ${Math.round((Date.now() - started) / 1000)} s`);
+  });
+  return tag;
+}
+
 if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
   const which = process.argv.slice(2);
   if (which.length === 0 || which.includes('appliance')) say(await ensureApplianceImage());
   if (which.length === 0 || which.includes('app')) say(await ensureAppImage());
+  if (which.length === 0 || which.includes('redis')) say(await ensureLocalRedisImage());
 }

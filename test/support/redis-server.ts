@@ -51,11 +51,12 @@ export class RedisServer {
     return this.#child?.pid;
   }
 
-  async start(): Promise<void> {
+  /** `extraArgs` for this start only (e.g. `--replicaof` for an old primary that comes back as a replica). */
+  async start(extraArgs: readonly string[] = []): Promise<void> {
     const portArgs = this.options.tlsOnly ? ['--port', '0', '--tls-port', String(this.port)] : ['--port', String(this.port)];
     const child = spawn(
       'redis-server',
-      [...portArgs, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir, ...(this.options.args ?? [])],
+      [...portArgs, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir, ...(this.options.args ?? []), ...extraArgs],
       { stdio: 'ignore' },
     );
     this.#child = child;
@@ -67,6 +68,7 @@ export class RedisServer {
   async shutdown(): Promise<void> {
     if (!this.running) return;
     this.#child?.kill('SIGTERM');
+    this.#child?.kill('SIGCONT'); // a paused server would never see the SIGTERM
     await this.#exited;
   }
 
@@ -75,6 +77,15 @@ export class RedisServer {
     if (!this.running) return;
     this.#child?.kill('SIGKILL');
     await this.#exited;
+  }
+
+  /** SIGSTOP: the process stays, answers nothing (a replica that stops acknowledging). */
+  pause(): void {
+    if (this.running) this.#child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    if (this.running) this.#child?.kill('SIGCONT');
   }
 
   async restart(): Promise<void> {

@@ -13,6 +13,10 @@ import { loadConfig, type Config } from '../../src/config/load.ts';
 import type { ProgressEvent } from '../../src/backup/progress.ts';
 import { allServicesRunningAtEnd, findOverlaps, maxConcurrentQuiesced, quiesceIntervals, readAudit } from '../../src/sim/audit.ts';
 import { startSimFleet, type SimFleet } from '../../src/sim/fleet.ts';
+import type { NativeAppliance } from '../../src/sim/native-appliance.ts';
+import { loopbackNativeSection, nativeTargets, startNativeAppliances } from '../../src/sim/native-fleet.ts';
+import { verifyBackup } from '../../src/restore/verify.ts';
+import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import type { BackupJobResult } from '../../src/fleet/backup-job.ts';
 import { enqueueBackups, waitForJobs, type JobOutcome } from '../producer.ts';
 import { removeFleetKeys } from '../queues.ts';
@@ -24,29 +28,34 @@ const binPath = fileURLToPath(new URL('../../bin/vcsa-backup.js', import.meta.ur
 export const command: CliCommand = {
   name: 'demo',
   summary:
-    'The main job end to end on embedded defaults: a simulated fleet of VCSA 5.5 appliances, an embedded S3 endpoint, Redis from REDIS_URL ' +
+    'The main job end to end on embedded defaults: a simulated fleet of VCSA 5.5 appliances (plus one vCenter 8.0 appliance whose own file-based ' +
+    'backup is received over SFTP: --native 0 leaves it out), an embedded S3 endpoint, Redis from REDIS_URL ' +
     '(default redis://127.0.0.1:6379), two worker processes. Backs the fleet up, shows progress, prints a summary, runs a restore drill, ' +
     'and exits 0 only if every invariant held (read from the appliances\' audit log).',
-  usage: '[--count N] [--workers N] [--out DIR] [--keep]',
+  usage: '[--count N] [--native N] [--workers N] [--out DIR] [--keep]',
   // The demo talks to people; its workers' JSON logs go to DIR/worker-N.log.
   defaultLogLevel: 'warn',
-  options: { count: { type: 'string' }, workers: { type: 'string' }, out: { type: 'string' }, keep: { type: 'boolean', default: false } },
+  options: { count: { type: 'string' }, native: { type: 'string' }, workers: { type: 'string' }, out: { type: 'string' }, keep: { type: 'boolean', default: false } },
   async run(ctx) {
     // As `simulate`: each appliance is two daemons and two databases on this machine.
     const count = intOption(ctx.values, 'count', 1, 50) ?? 3;
+    const nativeCount = intOption(ctx.values, 'native', 0, 10) ?? 1;
     const workerCount = intOption(ctx.values, 'workers', 1, 16) ?? 2;
     const outDir = stringOption(ctx.values, 'out') ?? (await mkdtemp(join(tmpdir(), 'vcsa-backup-demo-')));
     const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
     const prefix = `vcsa-demo-${Date.now().toString(36)}`;
-    ctx.say(`demo: ${count} simulated VCSA 5.5 appliances, ${workerCount} workers, Redis ${redisUrl}, files in ${outDir}${ctx.values['keep'] === true ? '' : ' (removed at the end; --keep keeps them)'}`);
+    ctx.say(`demo: ${count} simulated VCSA 5.5 appliances${nativeCount > 0 ? ` and ${nativeCount} vCenter 8.0 (vcsa-native)` : ''}, ${workerCount} workers, Redis ${redisUrl}, files in ${outDir}${ctx.values['keep'] === true ? '' : ' (removed at the end; --keep keeps them)'}`);
 
     let fleet: SimFleet | undefined;
+    let natives: NativeAppliance[] = [];
     const workers: ChildProcess[] = [];
     let config: Config | undefined;
     try {
       // With --keep the appliances outlive the demo, so their daemons must not follow it out.
       fleet = await startSimFleet({ count, outDir, redisUrl, redisPrefix: prefix, ...(ctx.values['keep'] === true ? { ownerPid: null } : {}) });
-      config = await tuneForDemo(fleet.configPath);
+      // The native appliances live in this process (with --keep too: they end with the demo).
+      natives = nativeCount > 0 ? await startNativeAppliances(nativeCount, { archiveBytes: 256 * 1024 }) : [];
+      config = await tuneForDemo(fleet.configPath, natives.length > 0 ? await nativeTargets(natives, join(outDir, 'secrets')) : []);
       ctx.say(`demo: fleet.yaml at ${fleet.configPath}; S3 endpoint ${fleet.sim.s3.endpoint}, bucket ${fleet.sim.s3.bucket}`);
       for (let i = 1; i <= workerCount; i++) workers.push(startWorkerProcess(fleet.configPath, join(outDir, `worker-${i}.log`), i));
 
@@ -55,11 +64,12 @@ export const command: CliCommand = {
       printSummary(ctx, config, outcomes);
 
       const checks: { name: string; ok: boolean; detail: string }[] = [];
-      checks.push({ name: 'every appliance backed up', ok: ok.length === count, detail: `${ok.length} of ${count}` });
+      checks.push({ name: 'every appliance backed up', ok: ok.length === count + natives.length, detail: `${ok.length} of ${count + natives.length}` });
+      if (natives.length > 0) checks.push(...(await nativeChecks(ctx, config, natives, ok)));
 
       // The backups' audit lines end here; the drill's restore quiesces one appliance again.
       const backupsEndedAt = Date.now();
-      const first = ok[0];
+      const first = ok.find((o) => !natives.some((n) => n.name === o.target));
       if (first) {
         ctx.say(`\ndemo: restore drill on ${first.target} ${first.result.id}: verify into scratch databases, then restore onto the appliance`);
         for (const step of await runDrill(ctx, config, first.result)) checks.push({ name: `drill: ${step.name}`, ok: step.ok, detail: step.detail });
@@ -99,14 +109,19 @@ export const command: CliCommand = {
     } finally {
       await stopWorkers(workers);
       if (config) await cleanRedis(config).catch(() => undefined);
+      await Promise.allSettled(natives.map((n) => n.stop()));
       if (fleet && ctx.values['keep'] !== true) await fleet.stop();
     }
   },
 };
 
-/** Short leases so a demo (and its watchdog) reacts in seconds, not minutes. */
-async function tuneForDemo(configPath: string): Promise<Config> {
+/** Short leases so a demo (and its watchdog) reacts in seconds, not minutes; the native targets added. */
+async function tuneForDemo(configPath: string, nativeTargetEntries: readonly Record<string, unknown>[]): Promise<Config> {
   const raw = parseYaml(await readFile(configPath, 'utf8')) as Record<string, Record<string, unknown>>;
+  if (nativeTargetEntries.length > 0) {
+    (raw as Record<string, unknown>)['targets'] = [...(raw['targets'] as unknown as unknown[]), ...nativeTargetEntries];
+    raw['native'] = loopbackNativeSection({ pollSeconds: 1, leaseSeconds: 10 });
+  }
   raw['quiesce'] = { ...(raw['quiesce'] ?? {}), leaseSeconds: 10, watchdogIntervalSeconds: 2, waitSeconds: 600 };
   raw['worker'] = { ...(raw['worker'] ?? {}), concurrency: 2, backoffSeconds: 2, lockSeconds: 15, stalledIntervalSeconds: 10 };
   await writeFile(configPath, stringifyYaml(raw));
@@ -156,12 +171,44 @@ async function backUpFleet(ctx: CliContext, config: Config): Promise<JobOutcome[
   }
 }
 
+/**
+ * The native appliances' part of the demo: each one's own backup job succeeded, no two ran at
+ * once beyond native.maxConcurrent, and each backup verifies (every object's sha256, and the
+ * archive's own metadata read back: version, parts, file list).
+ */
+async function nativeChecks(ctx: CliContext, config: Config, natives: readonly NativeAppliance[], ok: readonly Extract<JobOutcome, { ok: true }>[]): Promise<{ name: string; ok: boolean; detail: string }[]> {
+  const windows = natives.flatMap((n) => n.jobs.map((j) => ({ from: Date.parse(j.start_time), to: j.end_time ? Date.parse(j.end_time) : Date.now() })));
+  const peak = Math.max(0, ...windows.map((w) => windows.filter((o) => o.from <= w.from && w.from < o.to).length));
+  const store = createS3ObjectStore(config.s3, ctx.logger);
+  const verified: string[] = [];
+  try {
+    for (const n of natives) {
+      const o = ok.find((x) => x.target === n.name);
+      if (!o) continue;
+      const report = await verifyBackup({ config, target: n.name, backup: o.result.id, store, logger: ctx.logger, signal: ctx.signal }).catch(() => undefined);
+      if (report?.ok) verified.push(n.name);
+    }
+  } finally {
+    store.close();
+  }
+  return [
+    {
+      name: 'native: each appliance\'s own backup job succeeded',
+      ok: natives.every((n) => n.jobs.length > 0 && n.jobs.every((j) => j.state === 'SUCCEEDED')),
+      detail: natives.map((n) => `${n.name} ${n.jobs.map((j) => `${j.id} ${j.state}`).join(', ') || 'no job'}`).join('; '),
+    },
+    { name: 'native: at most native.maxConcurrent appliance jobs at once', ok: peak <= config.native.maxConcurrent, detail: `at most ${peak} at once (limit ${config.native.maxConcurrent})` },
+    { name: 'native: backups verified (sha256, archive metadata read back)', ok: verified.length === natives.length, detail: `${verified.length} of ${natives.length}` },
+  ];
+}
+
 function printSummary(ctx: CliContext, config: Config, outcomes: readonly JobOutcome[]): void {
   const rows = [['APPLIANCE', 'RESULT', 'DOWNTIME', 'SIZE (gz)', 'OBJECT']];
   for (const o of outcomes) {
     if (o.ok) {
       const r: BackupJobResult = o.result;
-      r.artifacts.forEach((a, i) => rows.push(i === 0 ? [o.target, 'ok', formatDuration(r.quiesceMs), formatBytes(a.bytes), a.key] : ['', '', '', formatBytes(a.bytes), a.key]));
+      const downtime = config.targets.some((t) => t.name === o.target && t.profile === 'vcsa-native') ? 'none (native)' : formatDuration(r.quiesceMs);
+      r.artifacts.forEach((a, i) => rows.push(i === 0 ? [o.target, 'ok', downtime, formatBytes(a.bytes), a.key] : ['', '', '', formatBytes(a.bytes), a.key]));
       rows.push(['', '', '', '', `${r.manifestKey} (written last)`]);
     } else {
       rows.push([o.target, `FAILED ${o.code}`, '-', '-', o.message]);
