@@ -44,6 +44,8 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   const notifier = createNotifier(config, connection, logger);
   const shutdown = new AbortController();
   const jobControllers = new Map<string, AbortController>();
+  /** Jobs running in this process: close() waits for them (each starts its appliance's services again). */
+  const inFlight = new Set<Promise<unknown>>();
   const jobDeps: BackupJobDeps = {
     config,
     redis: connection,
@@ -64,34 +66,10 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
 
   const backupWorker = new Worker<BackupJobData, BackupJobResult>(
     backupQueueName,
-    async (job: Job<BackupJobData, BackupJobResult>, token?: string, bullSignal?: AbortSignal) => {
-      const controller = new AbortController();
-      jobControllers.set(job.id ?? '', controller);
-      const signal = AbortSignal.any([controller.signal, shutdown.signal, ...(bullSignal ? [bullSignal] : [])]);
-      try {
-        const handle: JobHandle = {
-          id: job.id ?? '',
-          data: job.data,
-          attempt: job.attemptsMade + 1,
-          maxAttempts: job.opts.attempts ?? 1,
-          updateData: (data) => job.updateData(data),
-          reportProgress: (event) => void job.updateProgress({ ...event }).catch(() => undefined),
-          // extendLock succeeds only with this worker's token: a stalled job handed to another fails it.
-          assertOwned: async (step) => {
-            if (token === undefined) return;
-            if ((await job.extendLock(token, config.worker.lockSeconds * 1000)) !== 1) {
-              throw new BackupError('JOB_LOCK_LOST', `job ${job.id ?? ''} was handed to another worker before ${step} (this one was paused or cut off from Redis past worker.lockSeconds); stopping without committing`);
-            }
-          },
-        };
-        if (isNative(job.data.target)) return await processNativeJob(nativeDeps, handle, signal);
-        return await processBackupJob(jobDeps, handle, signal);
-      } catch (err) {
-        if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
-        throw new Error(encodeFailure(err));
-      } finally {
-        jobControllers.delete(job.id ?? '');
-      }
+    (job: Job<BackupJobData, BackupJobResult>, token?: string, bullSignal?: AbortSignal) => {
+      const run = processJob(job, token, bullSignal);
+      inFlight.add(run);
+      return run.finally(() => inFlight.delete(run));
     },
     {
       ...queueOptions(config, connection),
@@ -103,6 +81,35 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
       name: holderId,
     },
   );
+  async function processJob(job: Job<BackupJobData, BackupJobResult>, token?: string, bullSignal?: AbortSignal): Promise<BackupJobResult> {
+    const controller = new AbortController();
+    jobControllers.set(job.id ?? '', controller);
+    const signal = AbortSignal.any([controller.signal, shutdown.signal, ...(bullSignal ? [bullSignal] : [])]);
+    try {
+      const handle: JobHandle = {
+        id: job.id ?? '',
+        data: job.data,
+        attempt: job.attemptsMade + 1,
+        maxAttempts: job.opts.attempts ?? 1,
+        updateData: (data) => job.updateData(data),
+        reportProgress: (event) => void job.updateProgress({ ...event }).catch(() => undefined),
+        // extendLock succeeds only with this worker's token: a stalled job handed to another fails it.
+        assertOwned: async (step) => {
+          if (token === undefined) return;
+          if ((await job.extendLock(token, config.worker.lockSeconds * 1000)) !== 1) {
+            throw new BackupError('JOB_LOCK_LOST', `job ${job.id ?? ''} was handed to another worker before ${step} (this one was paused or cut off from Redis past worker.lockSeconds); stopping without committing`);
+          }
+        },
+      };
+      if (isNative(job.data.target)) return await processNativeJob(nativeDeps, handle, signal);
+      return await processBackupJob(jobDeps, handle, signal);
+    } catch (err) {
+      if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
+      throw new Error(encodeFailure(err));
+    } finally {
+      jobControllers.delete(job.id ?? '');
+    }
+  }
   backupWorker.on('lockRenewalFailed', (jobIds) => {
     for (const id of jobIds) {
       logger.error({ jobId: id }, 'lost the job lock; cancelling the job here (another worker may take it over)');
@@ -112,6 +119,8 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   backupWorker.on('error', (err) => logger.warn({ err: err.message }, 'backup worker error'));
 
   const backupQueue = new Queue<BackupJobData>(backupQueueName, queueOptions(config, connection));
+  // Without a listener BullMQ prints every connection error with its stack on stderr.
+  backupQueue.on('error', (err) => logger.debug({ err: err.message }, 'backup queue error'));
   const triggerWorker = new Worker<{ target: string }>(
     triggerQueueName,
     async (job) => {
@@ -138,12 +147,19 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
       closing ??= (async () => {
         logger.info('worker stopping: cancelling dumps in flight, starting services, releasing leases');
         shutdown.abort(new BackupError('ABORTED', 'worker shutting down'));
-        await Promise.allSettled([backupWorker.close(), triggerWorker.close()]);
+        // Jobs in flight first: cancelled, each starts its appliance's services again and settles.
+        await Promise.allSettled([...inFlight]);
+        // Then the rest, which only talks to Redis. While Redis does not answer, every command
+        // waits for it forever (BullMQ's close, a watchdog sweep, the stale check): end the
+        // connection first, so that they fail at once and SIGTERM ends the process.
+        const redisUp = connection.status === 'ready';
+        if (!redisUp) connection.disconnect();
+        await Promise.allSettled([backupWorker.close(!redisUp), triggerWorker.close(!redisUp)]);
         await watchdog.stop();
         await nativeWatchdog.stop();
         await staleChecks?.stop();
-        await backupQueue.close();
-        await connection.quit().catch(() => connection.disconnect());
+        await backupQueue.close().catch(() => undefined);
+        if (redisUp) await connection.quit().catch(() => connection.disconnect());
         logger.info('worker stopped');
       })();
       return closing;

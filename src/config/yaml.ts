@@ -37,7 +37,36 @@ export function parseConfigYaml(text: string, source: string): unknown {
     );
   }
   checkExpandedSize(doc, at);
+  inlineAliases(doc);
   return doc.toJS({ maxAliasCount: -1 }) as unknown;
+}
+
+/**
+ * Puts each alias's node in its place (shared, not copied), in one document-order walk. yaml's
+ * own toJS looks every alias up in a list of all anchors and aliases (quadratic: two of the five
+ * seconds a 1,000-target fleet of aliases took to load); once there are none, toJS is linear in
+ * the expanded size, which checkExpandedSize has bounded.
+ */
+function inlineAliases(doc: Document): void {
+  const anchors = new Map<string, Node>();
+  const resolve = (node: unknown): unknown => {
+    if (isAlias(node)) return anchors.get(node.source) ?? node;
+    if (isScalar(node) || isMap(node) || isSeq(node)) {
+      if (node.anchor !== undefined) anchors.set(node.anchor, node);
+      if (isMap(node) || isSeq(node)) {
+        node.items.forEach((item, i) => {
+          if (isPair(item)) {
+            item.key = resolve(item.key);
+            item.value = resolve(item.value);
+          } else {
+            node.items[i] = resolve(item);
+          }
+        });
+      }
+    }
+    return node;
+  };
+  doc.contents = resolve(doc.contents) as typeof doc.contents;
 }
 
 /**
