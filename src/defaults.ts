@@ -58,6 +58,8 @@ export const timings = {
   renewFraction: 1 / 3,
   /** No renewal timer runs faster than this, whatever the TTL (tests use leases of seconds). */
   minRenewMs: 200,
+  /** A command retries connecting to a Redis that does not answer at start this often (within redis.unreachableSeconds). */
+  redisStartRetryMs: 500,
   /**
    * A fleet-lease write waits this long at most for its replicas (redis.leaseReplicas): a sixth
    * of the lease, between these bounds, so a renewal that waits in vain leaves time for the next.

@@ -5,6 +5,7 @@ import type { RedisConfig } from '../config/load.ts';
 import { BackupError, ConfigError, errorMessage } from '../errors.ts';
 import { hasCode } from '../error-codes.ts';
 import { throwIfAborted } from '../abort.ts';
+import { timings } from '../defaults.ts';
 
 /**
  * The one place that turns `redis:` settings into a connection: URL, ACL user and password,
@@ -226,34 +227,64 @@ function unreachable(settings: RedisSettings, cause: unknown, when: string): Bac
 }
 
 /**
- * A command's connection, connected before anything else happens: an unreachable Redis is one
- * clear error (REDIS_UNREACHABLE, naming where without the password and the settings to fix),
- * not a driver message from the middle of the command.
+ * A command's connection, connected before anything else happens. Redis that does not answer
+ * (restarting, failing over, a container still starting) is waited for up to
+ * redis.unreachableSeconds, as a command already does when Redis goes away mid-way; after that,
+ * one clear error (REDIS_UNREACHABLE, naming where without the password and the settings to
+ * fix), not a driver message from the middle of the command. A refused login or an untrusted
+ * certificate is reported at once: waiting does not change it.
  */
-export async function openRedis(settings: RedisSettings, role: RedisRole = 'command', onError?: (err: Error) => void, signal?: AbortSignal): Promise<Redis> {
-  throwIfAborted(signal, 'connecting to Redis');
-  let last: unknown;
-  const redis = connectRedis(settings, role, {
-    lazyConnect: true,
-    onError: (err) => {
-      last = err;
-      onError?.(err);
-    },
-  });
-  // SIGTERM while Redis does not answer: stop trying now, not after the last attempt.
-  const stop = (): void => redis.disconnect();
-  signal?.addEventListener('abort', stop, { once: true });
-  try {
-    await redis.connect();
-    await redis.ping();
-    return redis;
-  } catch (err) {
-    redis.disconnect();
+export async function openRedis(
+  settings: RedisSettings,
+  role: RedisRole = 'command',
+  onError?: (err: Error) => void,
+  signal?: AbortSignal,
+  /** Told once, when the first attempt fails and the command starts waiting. */
+  onWaiting?: (message: string) => void,
+): Promise<Redis> {
+  const deadline = Date.now() + settings.unreachableSeconds * 1000;
+  for (let attempt = 1; ; attempt++) {
     throwIfAborted(signal, 'connecting to Redis');
-    throw unreachable(settings, last ?? err, 'at start');
-  } finally {
-    signal?.removeEventListener('abort', stop);
+    let last: unknown;
+    const redis = connectRedis(settings, role, {
+      lazyConnect: true,
+      onError: (err) => {
+        last = err;
+        onError?.(err);
+      },
+    });
+    // SIGTERM while Redis does not answer: stop trying now, not after the last attempt.
+    const stop = (): void => redis.disconnect();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      await redis.connect();
+      await redis.ping();
+      return redis;
+    } catch (err) {
+      redis.disconnect();
+      throwIfAborted(signal, 'connecting to Redis');
+      const cause = last ?? err;
+      if (redisRefusal(settings, cause) || Date.now() >= deadline) {
+        throw unreachable(settings, cause, attempt === 1 ? 'at start' : `at start, for redis.unreachableSeconds (${settings.unreachableSeconds} s)`);
+      }
+      if (attempt === 1) onWaiting?.(`Redis at ${describeRedis(settings)} does not answer (${errorMessage(cause)}); waiting for it up to redis.unreachableSeconds (${settings.unreachableSeconds} s)`);
+      await abortableDelay(Math.min(timings.redisStartRetryMs, Math.max(0, deadline - Date.now())), signal);
+    } finally {
+      signal?.removeEventListener('abort', stop);
+    }
   }
+}
+
+function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 /**

@@ -38,7 +38,7 @@ export const command: CliCommand = {
     const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
     if (!yes && !interactive) throw new UsageError(`--yes: required without a terminal; confirm that ${name}'s services were checked by hand`);
 
-    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'), ctx.signal);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'), ctx.signal, (message) => ctx.logger.warn(message));
     try {
       const lease = fleetLeaseFor(config, redis, { logger: ctx.logger });
       const now = await lease.redisNow();

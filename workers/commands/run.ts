@@ -18,7 +18,7 @@ export const command: CliCommand = {
     const names = stringList(ctx.values, 'target');
     const targets = names.length > 0 ? names.map((n) => findTarget(config, n).name) : config.targets.filter((t) => t.enabled).map((t) => t.name);
     if (targets.length === 0) throw new UsageError('--target: no enabled targets in the config; name one with --target');
-    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'), ctx.signal);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'), ctx.signal, (message) => ctx.logger.warn(message));
     try {
       const runId = `r${Date.now()}`;
       const jobs = await enqueueBackups(config, redis, targets, runId);

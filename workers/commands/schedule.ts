@@ -11,7 +11,7 @@ export const command: CliCommand = {
   options: {},
   async run(ctx) {
     const config = ctx.config();
-    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'), ctx.signal);
+    const redis = await openRedis(config.redis, 'command', (err) => ctx.logger.debug({ err: err.message }, 'redis connection error'), ctx.signal, (message) => ctx.logger.warn(message));
     try {
       const { upserted, removed } = await syncSchedules(config, redis);
       if (ctx.json) {
