@@ -24,6 +24,9 @@ checks_pid=$!
 # The longest files first (measured on CI), so that none starts last and runs alone at the end.
 slow_first=(
   test/soak/soak.test.ts
+  test/runtime/node24.test.ts
+  test/docker/compose-stack.test.ts
+  test/native/mixed-fleet.test.ts
   test/restore/cli.test.ts
   test/runtime/node24.test.ts
   test/fleet/s3-outage.test.ts
