@@ -28,13 +28,11 @@ slow_first=(
   test/docker/compose-stack.test.ts
   test/native/mixed-fleet.test.ts
   test/restore/cli.test.ts
-  test/runtime/node24.test.ts
   test/fleet/s3-outage.test.ts
   test/fleet/worker-death.test.ts
   test/fleet/redis-sentinel.test.ts
   test/crypto/rekey.test.ts
   test/docker/appliance.test.ts
-  test/docker/compose-stack.test.ts
   test/fleet/spool-and-slots.test.ts
   test/fleet/fleet-run.test.ts
   test/backup/large-vcdb.test.ts
