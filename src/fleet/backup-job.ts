@@ -5,8 +5,8 @@ import { BackupError, errorCode, errorMessage, isPermanent } from '../errors.ts'
 import type { Executor } from '../executors/executor.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { backupIdFor, manifestKey } from '../backup/manifest.ts';
-import { readManifest } from '../catalog/catalog.ts';
+import { backupIdFor } from '../backup/manifest.ts';
+import { committedBackup } from '../catalog/committed-backup.ts';
 import type { ProgressEvent } from '../backup/progress.ts';
 import { quiesceAndDump, type QuiescedDump } from '../backup/quiesce-step.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
@@ -115,7 +115,7 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     // An earlier attempt that wrote its manifest (the commit point) and then died before the
     // queue heard of it: that backup is this job's result. Dumping again would commit a second
     // backup for one job, and quiesce the appliance for nothing.
-    const committedEarlier = job.data.spool ? await committedBackup(deps, target.name, job.data.spool.id, logger) : null;
+    const committedEarlier = job.data.spool ? await committedBackup(deps.store, config.s3.prefix, target.name, job.data.spool.id, logger) : null;
     if (job.data.spool && !committedEarlier) {
       if (job.data.spool.host !== spoolHost()) {
         dumpedAgainBecause = `spool of backup ${job.data.spool.id} is on host ${job.data.spool.host}, not reachable from ${spoolHost()}`;
@@ -229,25 +229,6 @@ async function quiesceWithLease(
     });
   } finally {
     await executor.close().catch(() => undefined);
-  }
-}
-
-/**
- * The manifest of backup `id` when it is already in the bucket (an earlier attempt committed it),
- * else null. A manifest that cannot be read or parsed counts as not committed: the job goes on as
- * if it were absent, and list/verify report that object on their own.
- */
-async function committedBackup(deps: BackupJobDeps, target: string, id: string, logger: Logger): Promise<UploadResult | null> {
-  const key = manifestKey(deps.config.s3.prefix, target, id);
-  try {
-    if ((await deps.store.head(key)) === null) return null;
-    const manifest = await readManifest(deps.store, key);
-    if (manifest.id !== id || manifest.target !== target) return null;
-    logger.info({ backupId: id, manifestKey: key }, 'an earlier attempt committed this backup before it stopped; reporting it instead of dumping again');
-    return { manifest, manifestKey: key };
-  } catch (err) {
-    logger.warn({ err, manifestKey: key }, 'could not check whether an earlier attempt committed this backup; going on without it');
-    return null;
   }
 }
 

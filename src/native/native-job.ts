@@ -9,6 +9,7 @@ import { backupIdFor } from '../backup/manifest.ts';
 import type { ProgressListener } from '../backup/progress.ts';
 import { readSpoolRecord, removeSupersededSpools, spoolHost, type SpoolRecord } from '../backup/spool.ts';
 import { uploadSpool, type UploadResult } from '../backup/upload-step.ts';
+import { committedBackup } from '../catalog/committed-backup.ts';
 import { throttledProgress, type BackupJobDeps, type BackupJobResult, type JobHandle } from '../fleet/backup-job.ts';
 import { FleetLease, leaseReplicas } from '../locks/fleet-lease.ts';
 import { acquireTargetLock } from '../locks/target-lock.ts';
@@ -74,7 +75,11 @@ export async function processNativeJob(deps: NativeJobDeps, job: JobHandle, sign
   });
   try {
     let spool: SpoolRecord | undefined;
-    if (job.data.spool && job.data.spool.host === spoolHost()) {
+    // As for a dump: an earlier attempt that committed and died before the queue heard of it.
+    const committedEarlier = job.data.spool ? await committedBackup(deps.store, config.s3.prefix, target.name, job.data.spool.id, logger) : null;
+    if (committedEarlier) {
+      // nothing to receive or upload
+    } else if (job.data.spool && job.data.spool.host === spoolHost()) {
       spool = await readSpoolRecord(job.data.spool.dir).catch((err: unknown) => {
         logger.warn({ reason: errorMessage(err) }, 'spool lost: asking the appliance for a new backup');
         return undefined;
@@ -83,16 +88,22 @@ export async function processNativeJob(deps: NativeJobDeps, job: JobHandle, sign
     } else if (job.data.spool) {
       logger.warn({ spoolHost: job.data.spool.host }, 'the spool is on another host: asking the appliance for a new backup');
     }
-    if (!spool) {
-      spool = await withNativeLease(deps, target, logger, signal, progress);
-      await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
-    }
     // As for a dump (src/fleet/backup-job.ts): a worker paused past its locks must not commit beside the one that took over.
     const ownsTheRun = async (): Promise<void> => {
       await lock.assertHeld('the manifest');
       await job.assertOwned?.('the manifest');
     };
-    const { result, attempts } = await uploadWithBackoff(config, deps.store, spool, logger, signal, progress, () => state.recordUploadRetry(target.name), ownsTheRun);
+    let outcome: { result: UploadResult; attempts: number };
+    if (committedEarlier) {
+      outcome = { result: committedEarlier, attempts: 0 };
+    } else {
+      if (!spool) {
+        spool = await withNativeLease(deps, target, logger, signal, progress);
+        await job.updateData({ ...job.data, spool: { host: spool.host, dir: spool.dir, id: spool.id } });
+      }
+      outcome = await uploadWithBackoff(config, deps.store, spool, logger, signal, progress, () => state.recordUploadRetry(target.name), ownsTheRun);
+    }
+    const { result, attempts } = outcome;
     await state.recordSuccess(target.name, {
       id: result.manifest.id,
       at: result.manifest.completedAt,
