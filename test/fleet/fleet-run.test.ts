@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { allServicesRunningAtEnd, findOverlaps, quiesceIntervals } from '../../src/sim/audit.ts';
 import { startFleetHarness, type FleetHarness } from '../support/fleet.ts';
+import { fleetCliInProcess } from '../support/fleet-cli.ts';
 
 interface RunDoc {
   backups: { target: string; id: string; bucket: string; manifestKey: string; quiesceMs: number; artifacts: { name: string; key: string; bytes: number; sha256: string }[] }[];
@@ -46,7 +47,7 @@ void describe('fleet run: 3 workers, 5 appliances', () => {
 
   void test('run --wait --json backs up every appliance, one quiesced at a time', async () => {
     const started = Date.now();
-    const res = await h.cli(['run', ...good.flatMap((t) => ['--target', t]), '--wait', '--json']);
+    const res = await fleetCliInProcess(h, ['run', ...good.flatMap((t) => ['--target', t]), '--wait', '--json']);
     assert.equal(res.code, 0, res.stderr);
     run = JSON.parse(res.stdout) as RunDoc;
     assert.deepEqual(run.failures, []);
@@ -75,7 +76,7 @@ void describe('fleet run: 3 workers, 5 appliances', () => {
   });
 
   void test('run --wait --json reports a failing dump and exits 1', async () => {
-    const res = await h.cli(['run', '--target', 'vc06', '--wait', '--json']);
+    const res = await fleetCliInProcess(h, ['run', '--target', 'vc06', '--wait', '--json']);
     assert.equal(res.code, 1, res.stderr);
     const doc = JSON.parse(res.stdout) as RunDoc;
     assert.deepEqual(doc.backups, []);
@@ -89,7 +90,7 @@ void describe('fleet run: 3 workers, 5 appliances', () => {
   });
 
   void test('status --json: last success per target, the failure, an empty lease table', async () => {
-    const res = await h.cli(['status', '--json']);
+    const res = await fleetCliInProcess(h, ['status', '--json']);
     assert.equal(res.code, 0, res.stderr);
     const doc = JSON.parse(res.stdout) as StatusDoc;
     assert.deepEqual(doc.lease, []);

@@ -5,6 +5,7 @@ import { quiesceIntervals } from '../../src/sim/audit.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { startFleetHarness, waitFor, type FleetHarness } from '../support/fleet.ts';
+import { fleetCliInProcess } from '../support/fleet-cli.ts';
 
 interface RunDoc {
   backups: { target: string; id: string; manifestKey: string; uploadAttempts: number; artifacts: { key: string; bytes: number; sha256: string }[] }[];
@@ -36,7 +37,7 @@ void describe('S3 down for a while, then back', () => {
   void test('the upload retries from the spool; one quiesce', async () => {
     // A good backup first: the worker's S3 preflight passes and is remembered (60 s), so the
     // outage below meets the upload, not the preflight that guards the stop.
-    const warm = await h.cli(['run', '--target', 'vc01', '--wait', '--json']);
+    const warm = await fleetCliInProcess(h, ['run', '--target', 'vc01', '--wait', '--json']);
     assert.equal(warm.code, 0, warm.stderr.slice(-3000));
     await s3?.stop();
     s3 = undefined;
@@ -100,7 +101,7 @@ void describe('worker killed while its upload is failing', () => {
     // The first worker backs up once (its S3 preflight passes and is remembered for 60 s, so the
     // outage meets the upload); the second starts after, and only uploads from the spool, which
     // needs no preflight since it stops nothing.
-    const warm = await h.cli(['run', '--target', 'vc01', '--wait', '--json']);
+    const warm = await fleetCliInProcess(h, ['run', '--target', 'vc01', '--wait', '--json']);
     assert.equal(warm.code, 0, warm.stderr.slice(-3000));
     const second = h.startWorker();
     await waitFor('the second worker to start', () => second.log().includes('"worker started"'), 60_000);

@@ -11,6 +11,7 @@ import { allServicesRunningAtEnd, maxConcurrentQuiesced, quiesceIntervals } from
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { startFleetHarness, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
+import { fleetCliInProcess } from '../support/fleet-cli.ts';
 
 /**
  * Invariant 4's other half: only a lost spool sends an appliance back for a new dump, and the
@@ -126,7 +127,7 @@ void describe('quiesce.maxConcurrent 2', () => {
   });
 
   void test('two at a time, never three', async () => {
-    const res = await h.cli(['run', '--wait', '--json']);
+    const res = await fleetCliInProcess(h, ['run', '--wait', '--json']);
     assert.equal(res.code, 0, res.stderr);
     const audit = await h.audit();
     const intervals = quiesceIntervals(audit);
@@ -150,7 +151,7 @@ void describe('startServicesAfter: upload, through workers', () => {
   });
 
   void test('uploads inside the quiesce window, never two appliances at once', async () => {
-    const res = await h.cli(['run', '--wait', '--json']);
+    const res = await fleetCliInProcess(h, ['run', '--wait', '--json']);
     assert.equal(res.code, 0, res.stderr);
     const doc = JSON.parse(res.stdout) as { backups: { manifestKey: string }[] };
     assert.equal(doc.backups.length, 2);

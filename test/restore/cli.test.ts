@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { readAudit } from '../../src/sim/audit.ts';
 import type { BackupOutcome } from '../../src/backup/run-backup.ts';
+import { runCliInProcess } from '../support/cli-in-process.ts';
 import { createFixture, type Fixture } from './fixture.ts';
 
 const bin = fileURLToPath(new URL('../../bin/vcsa-backup.js', import.meta.url));
@@ -20,8 +21,12 @@ interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the CLI with no terminal (stdin closed), as cron or CI would. */
-function cli(args: readonly string[]): Promise<CliResult> {
+/**
+ * Runs the CLI as its own process with no terminal (stdin closed), as cron or CI would. Costs a
+ * tsx start-up (seconds on a loaded CI machine): used where the promise is about the process
+ * itself; the other commands run in process (`cli` below), through the same `main`.
+ */
+function cliProcess(args: readonly string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(process.execPath, [bin, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', REDIS_URL: '' }, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number') {
@@ -32,6 +37,11 @@ function cli(args: readonly string[]): Promise<CliResult> {
     });
     child.stdin?.end();
   });
+}
+
+/** The same `main` as bin/vcsa-backup.js, in this process. */
+function cli(args: readonly string[]): Promise<CliResult> {
+  return runCliInProcess(args, { LOG_LEVEL: 'warn' });
 }
 
 void describe('CLI: list, restore, verify, prune', () => {
@@ -70,7 +80,7 @@ void describe('CLI: list, restore, verify, prune', () => {
 
   void test('restore without a terminal and without --yes is bad input, and touches nothing', async () => {
     const auditBefore = (await readAudit(fx.auditLog)).length;
-    const res = await cli(['restore', '--target', 'vc1', '--config', configPath]);
+    const res = await cliProcess(['restore', '--target', 'vc1', '--config', configPath]);
     assert.equal(res.code, 2);
     assert.match(res.stderr, /--yes/);
     assert.equal((await readAudit(fx.auditLog)).length, auditBefore);
