@@ -241,7 +241,7 @@ export async function startFleetHarness(options: FleetHarnessOptions): Promise<F
   // but tests that kill workers need them all consuming. A harness that fails to start leaves
   // nothing behind (workers, appliances, their databases, the directory).
   try {
-    await waitFor('workers to start', () => workers.every((w) => w.log().includes('"worker started"')), 30_000);
+    await waitFor('workers to start', () => workers.every((w) => w.log().includes('"worker started"')), 120_000); // a bound, not a wait: three workers compiling at once on 2 busy cores took over 30 s
   } catch (err) {
     await harness.close();
     throw err;
