@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole suite: typecheck, lint, then every test file against real services.
 # Test files run in parallel child processes (node's test runner, TEST_CONCURRENCY at a time,
-# 3 by default: most of a file's time is spent waiting on services and child processes, not
+# 4 by default: most of a file's time is spent waiting on services and child processes, not
 # on CPU). Each file starts the private servers it needs (S3, sshd, dockerd) and uses its own
 # Redis queue prefix and PostgreSQL databases. Typecheck and lint run beside the tests and
 # their verdict is printed after them; any failure fails the run.
@@ -47,7 +47,7 @@ for f in "${all[@]}"; do [[ " ${slow_first[*]} " == *" $f "* ]] || files+=("$f")
 
 echo "== tests (typecheck and lint run beside them)"
 tests_rc=0
-node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-3}" --test-timeout=600000 "${files[@]}" || tests_rc=$?
+node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-4}" --test-timeout=600000 "${files[@]}" || tests_rc=$?
 
 wait "$checks_pid" || true
 status=$tests_rc
