@@ -112,11 +112,8 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
     let dumpedAgainBecause: string | undefined;
     let spool: SpoolRecord | undefined;
     let uploaded: UploadedArtifacts | null = null;
-    // An earlier attempt that wrote its manifest (the commit point) and then died before the
-    // queue heard of it: that backup is this job's result. Dumping again would commit a second
-    // backup for one job, and quiesce the appliance for nothing.
-    const committedEarlier = job.data.spool ? await committedBackup(deps.store, config.s3.prefix, target.name, job.data.spool.id, logger) : null;
-    if (job.data.spool && !committedEarlier) {
+    let committedEarlier: UploadResult | null = null;
+    if (job.data.spool) {
       if (job.data.spool.host !== spoolHost()) {
         dumpedAgainBecause = `spool of backup ${job.data.spool.id} is on host ${job.data.spool.host}, not reachable from ${spoolHost()}`;
       } else {
@@ -126,7 +123,14 @@ export async function processBackupJob(deps: BackupJobDeps, job: JobHandle, sign
           dumpedAgainBecause = errorMessage(err);
         }
       }
-      if (dumpedAgainBecause) {
+      // No spool: perhaps an earlier attempt wrote its manifest (the commit point), removed its
+      // spool and died before the queue heard of it. That backup is this job's result; dumping
+      // again would commit a second backup for one job. If S3 cannot say, this attempt fails and
+      // the job is retried (dumping again on a guess is what made the second backup).
+      if (dumpedAgainBecause) committedEarlier = await committedBackup(deps.store, config.s3.prefix, target.name, job.data.spool.id, logger);
+      if (committedEarlier) {
+        dumpedAgainBecause = undefined;
+      } else if (dumpedAgainBecause) {
         logger.warn({ reason: dumpedAgainBecause }, 'spool lost: dumping the appliance again');
         await state.recordRequeue(target.name, dumpedAgainBecause);
       } else {

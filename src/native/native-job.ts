@@ -75,19 +75,20 @@ export async function processNativeJob(deps: NativeJobDeps, job: JobHandle, sign
   });
   try {
     let spool: SpoolRecord | undefined;
-    // As for a dump: an earlier attempt that committed and died before the queue heard of it.
-    const committedEarlier = job.data.spool ? await committedBackup(deps.store, config.s3.prefix, target.name, job.data.spool.id, logger) : null;
-    if (committedEarlier) {
-      // nothing to receive or upload
-    } else if (job.data.spool && job.data.spool.host === spoolHost()) {
+    let committedEarlier: UploadResult | null = null;
+    if (job.data.spool && job.data.spool.host === spoolHost()) {
       spool = await readSpoolRecord(job.data.spool.dir).catch((err: unknown) => {
-        logger.warn({ reason: errorMessage(err) }, 'spool lost: asking the appliance for a new backup');
+        logger.warn({ reason: errorMessage(err) }, 'spool not found');
         return undefined;
       });
       if (spool) logger.info({ backupId: spool.id }, 'uploading from the spool of an earlier attempt; not asking the appliance again');
     } else if (job.data.spool) {
-      logger.warn({ spoolHost: job.data.spool.host }, 'the spool is on another host: asking the appliance for a new backup');
+      logger.warn({ spoolHost: job.data.spool.host }, 'the spool is on another host');
     }
+    // As for a dump: no spool, perhaps because an earlier attempt committed and died before the
+    // queue heard of it (S3 unable to say fails this attempt rather than guess).
+    if (job.data.spool && !spool) committedEarlier = await committedBackup(deps.store, config.s3.prefix, target.name, job.data.spool.id, logger);
+    if (job.data.spool && !spool && !committedEarlier) logger.warn('asking the appliance for a new backup');
     // As for a dump (src/fleet/backup-job.ts): a worker paused past its locks must not commit beside the one that took over.
     const ownsTheRun = async (): Promise<void> => {
       await lock.assertHeld('the manifest');
