@@ -90,16 +90,27 @@ function longname(name: string, st: Stats): string {
 
 type Handle = { kind: 'file'; fh: FileHandle; path: string } | { kind: 'dir'; entries: FileEntry[] | null; path: string };
 
+/**
+ * A fresh ed25519 host key. ssh2's generateKeyPairSync drops a leading zero byte of the public
+ * key about once in 400 keys, and the result parses as neither public nor private key
+ * ("Malformed OpenSSH public key"): such a key is discarded and another one made.
+ */
+function freshHostKey(): { hostKey: { private: string; public: string }; key: ssh2.ParsedKey } {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const hostKey = utils.generateKeyPairSync('ed25519');
+    const parsed = utils.parseKey(hostKey.public);
+    const key: ssh2.ParsedKey | undefined = parsed instanceof Error ? undefined : Array.isArray(parsed) ? (parsed as ssh2.ParsedKey[])[0] : parsed;
+    if (key && !(utils.parseKey(hostKey.private) instanceof Error)) return { hostKey, key };
+  }
+  throw new Error('could not generate a usable ed25519 host key');
+}
+
 export async function startSftpServer(options: SftpServerOptions): Promise<RunningSftpServer> {
   const { mode, logger } = options;
   if (!/^[A-Za-z0-9._-]+$/.test(options.folder)) throw new BackupError('NATIVE_RECEIVER_FOLDER', `receiver folder ${JSON.stringify(options.folder)} must be one plain path segment`);
   await mkdir(options.dir, { recursive: true, mode: 0o700 });
   const credentials = freshCredentials(mode === 'write-only' ? 'vcsa-backup' : 'vcsa-restore');
-  const hostKey = utils.generateKeyPairSync('ed25519');
-  const parsedKey = utils.parseKey(hostKey.public);
-  if (parsedKey instanceof Error) throw parsedKey;
-  const key: ssh2.ParsedKey | undefined = Array.isArray(parsedKey) ? (parsedKey as ssh2.ParsedKey[])[0] : (parsedKey);
-  if (!key) throw new Error('unreachable: no host key generated');
+  const { hostKey, key } = freshHostKey();
   const hostKeyFingerprint = `SHA256:${createHash('sha256').update(key.getPublicSSH()).digest('base64').replace(/=+$/, '')}`;
   const home = `/${options.folder}`;
   const refusals: SftpRefusal[] = [];
