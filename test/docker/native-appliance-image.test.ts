@@ -10,9 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.ts';
 import { runNativeBackup } from '../../src/native/native-job.ts';
 import { verifyBackup } from '../../src/restore/verify.ts';
@@ -23,6 +21,7 @@ import { ensureAppImage } from '../support/images.ts';
 import { waitFor } from '../support/poll.ts';
 import { s3ConfigFor } from '../support/s3.ts';
 import { dockerCli } from './appliance-container.ts';
+import { capturingLogger } from '../support/capture-logger.ts';
 
 interface Ready {
   name: string;
@@ -40,16 +39,7 @@ void describe('the native simulator in the vcsa-backup image', () => {
   const password = `Sim-${randomBytes(8).toString('hex')}!`;
   let dir: string;
   let s3: EmbeddedS3;
-  const logLines: string[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logLines.push(chunk.toString('utf8'));
-        cb();
-      },
-    }),
-  );
+  const { logger, lines: logLines } = capturingLogger();
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'native-image-test-'));

@@ -15,9 +15,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Manifest } from '../../src/backup/manifest.ts';
 import type { LeaseEntry } from '../../src/locks/fleet-lease.ts';
@@ -29,6 +27,7 @@ import { loopbackNativeSection, nativeTargets, startNativeAppliances } from '../
 import { startFleetHarness, waitFor, type CliResult, type FleetHarness, type WorkerProcess } from '../support/fleet.ts';
 import { redisText } from '../support/redis-text.ts';
 import { rawS3Client } from '../support/s3.ts';
+import { capturingLogger } from '../support/capture-logger.ts';
 
 interface RunDoc {
   backups: { target: string; id: string; manifestKey: string; quiesceMs: number; artifacts: { name: string; key: string; bytes: number; sha256: string }[] }[];
@@ -46,16 +45,7 @@ void describe('a mixed fleet (VCSA 5.5 + vCenter 8.0 native) through worker proc
   let appliances: NativeAppliance[];
   let secretsDir: string;
   const outputs: CliResult[] = [];
-  const logLines: string[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logLines.push(chunk.toString('utf8'));
-        cb();
-      },
-    }),
-  );
+  const { logger, lines: logLines } = capturingLogger();
 
   before(async () => {
     secretsDir = await mkdtemp(join(tmpdir(), 'mixed-fleet-secrets-'));

@@ -8,9 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { listBackups } from '../../src/catalog/catalog.ts';
 import { parseConfig, type Config } from '../../src/config/load.ts';
@@ -23,22 +21,14 @@ import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { rawS3Client, s3ConfigFor } from '../support/s3.ts';
+import { capturingLogger } from '../support/capture-logger.ts';
 
 const backupPassword = 'Vc$a-Backup-2026';
 let dir: string;
 let s3: EmbeddedS3;
 let store: ObjectStore;
 let appliances: NativeAppliance[];
-const logLines: string[] = [];
-const logger = pino(
-  { level: 'debug' },
-  new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logLines.push(chunk.toString('utf8'));
-      cb();
-    },
-  }),
-);
+const { logger, lines: logLines } = capturingLogger();
 
 function config(overrides: Record<string, unknown> = {}, targetsEdit?: (t: Record<string, unknown>[]) => void): Promise<Config> {
   return nativeTargets(appliances, join(dir, 'secrets')).then((targets) => {
