@@ -87,25 +87,17 @@ local e = cjson.decode(raw)
 if e.token ~= tonumber(ARGV[2]) or e.expiresAt <= now or e.rescuer then return 0 end
 return 1`;
 
-// ARGV: target, token. Frees the slot only for the same fence token, and only if no watchdog
-// has claimed it (the watchdog then frees it once its own restart is confirmed).
+// ARGV: target, token, wake. Frees the slot only for the same fence token, and only if no watchdog
+// has claimed it (the watchdog then frees it once its own restart is confirmed). wake '1' tells
+// the waiters; an acquisition withdrawn because no replica acknowledged it passes '0' (they
+// would only find the same missing replica).
 const releaseScript = `
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local e = cjson.decode(raw)
 if e.token ~= tonumber(ARGV[2]) or e.rescuer then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('PUBLISH', KEYS[3], ARGV[1])
-return 1`;
-
-// ARGV: target, token. Withdraws an acquisition that no replica acknowledged: like a release, but
-// without waking waiters (they would only find the same missing replica).
-const withdrawScript = `
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local e = cjson.decode(raw)
-if e.token ~= tonumber(ARGV[2]) or e.rescuer then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[3], ARGV[1]) end
 return 1`;
 
 // ARGV: target, token, reason. Marks an entry its holder abandoned with why, and lets it expire
@@ -295,7 +287,7 @@ export class FleetLease {
       // A failover now could lose this entry and give the slot to another appliance while this
       // one is stopped: withdraw it, stop nothing, and try again later.
       this.#unreplicated = true;
-      await this.#eval(withdrawScript, target, token).catch(() => undefined);
+      await this.#eval(releaseScript, target, token, '0').catch(() => undefined);
       this.#options.logger.warn(
         { target, token, replicas: this.#options.replicas, waitMs: replicaWaitMs(this.#options.leaseMs) },
         'fleet lease not acknowledged by enough Redis replicas (redis.leaseReplicas); withdrawn, nothing stopped; retrying',
@@ -404,7 +396,7 @@ export class FleetLease {
       release: async () => {
         released = true;
         clearInterval(timer);
-        await this.#eval(releaseScript, target, token);
+        await this.#eval(releaseScript, target, token, '1');
       },
     };
   }
