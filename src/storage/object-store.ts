@@ -6,7 +6,7 @@ import { BackupError } from '../errors.ts';
  *
  * A backend does one thing per method against one kind of storage and maps its errors; behaviour
  * that every backend would repeat is a decorator around the same interface. Today:
- * - `s3.ts` — the S3 backend (AWS or an S3-compatible server): one request (or one lib-storage
+ * - `s3.ts` — the S3 backend (AWS or an S3-compatible server): one request (or one file-upload.ts
  *   multipart upload) per call, errors mapped in `s3-errors.ts`;
  * - `verified-store.ts` — reads every written object back and deletes what does not match;
  * - `createS3ObjectStore` (s3.ts) composes the two: that is what the tool uses.

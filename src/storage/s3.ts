@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import {
@@ -17,12 +16,12 @@ import {
   type S3ClientConfig,
   type StorageClass,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../config/load.ts';
 import { throwIfAborted } from '../abort.ts';
 import { AbortedError, type BackupError } from '../errors.ts';
-import { HashingStream, sha256Of } from '../hashing.ts';
+import { sha256Of } from '../hashing.ts';
 import { silentLogger, type Logger } from '../log.ts';
+import { LocalFileError, uploadFile } from './file-upload.ts';
 import { assertObjectKey } from './object-key.ts';
 import { localFileUnreadable, type ObjectInfo, type ObjectStore, type PutOptions, type PutResult } from './object-store.ts';
 import { isS3NotFound, isUnsupportedByServer, s3ErrorName, s3ErrorToBackupError, s3HttpStatus } from './s3-errors.ts';
@@ -86,7 +85,7 @@ function batchDeleteUnsupported(err: unknown): boolean {
 }
 
 /**
- * The S3 backend: each ObjectStore method is one S3 request (or one lib-storage multipart upload)
+ * The S3 backend: each ObjectStore method is one S3 request (or one multipart upload, file-upload.ts)
  * with its errors mapped by s3-errors.ts; the contract is in object-store.ts. It checks nothing
  * it wrote — `createS3ObjectStore` wraps it in a VerifiedStore for that.
  */
@@ -190,47 +189,34 @@ export class S3Backend implements ObjectStore {
     }
     await this.#beforeWrite();
 
-    const file = createReadStream(localPath);
-    const body = new HashingStream();
-    file.on('error', (err) => body.destroy(err));
-    file.pipe(body);
-    // Failing the body (rather than Upload.abort(), whose done() rejects before in-flight parts
-    // settle) makes done() wait until lib-storage has aborted the multipart upload.
-    const onAbort = (): void => {
-      file.destroy();
-      body.destroy(new AbortedError(what, signal?.reason));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
     const partSize = partSizeFor(bytes, this.#config.partSizeMiB);
-    const upload = new Upload({
-      client: this.#client,
-      params: {
-        Bucket: this.bucket,
-        Key: key,
-        Body: body,
-        ContentLength: bytes,
-        ContentType: options.contentType ?? 'application/octet-stream',
-        ...(expectedSha256 === undefined ? {} : { Metadata: { [sha256MetadataKey]: expectedSha256 } }),
-        ...(this.#config.storageClass === undefined ? {} : { StorageClass: this.#config.storageClass as StorageClass }),
-        ...sseParams(this.#config),
-      },
-      partSize,
-      queueSize: this.#config.queueSize,
-      leavePartsOnError: false,
-    });
-    if (onProgress) upload.on('httpUploadProgress', (p) => onProgress(p.loaded ?? 0, bytes));
     this.#logger.debug({ key, bytes, partSize, queueSize: this.#config.queueSize }, 'upload started');
+    let sha256: string;
     try {
-      await upload.done();
+      ({ sha256 } = await uploadFile({
+        client: this.#client,
+        path: localPath,
+        bytes,
+        partSize,
+        queueSize: this.#config.queueSize,
+        object: {
+          Bucket: this.bucket,
+          Key: key,
+          ContentType: options.contentType ?? 'application/octet-stream',
+          ...(expectedSha256 === undefined ? {} : { Metadata: { [sha256MetadataKey]: expectedSha256 } }),
+          ...(this.#config.storageClass === undefined ? {} : { StorageClass: this.#config.storageClass as StorageClass }),
+          ...sseParams(this.#config),
+        },
+        checksums: checksumMode(this.#config) === 'WHEN_SUPPORTED',
+        signal,
+        onProgress,
+      }));
     } catch (err) {
-      file.destroy();
       throwIfAborted(signal, what);
+      if (err instanceof LocalFileError) throw localFileUnreadable(localPath, key, err.cause ?? err);
       throw this.#fail(err, 'upload', key);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
     }
-    onProgress?.(body.bytes, bytes);
-    return { key, bytes: body.bytes, sha256: body.digest() };
+    return { key, bytes, sha256 };
   }
 
   async putBytes(key: string, data: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
