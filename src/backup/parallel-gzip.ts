@@ -32,15 +32,40 @@ export interface ParallelGzipResult {
 const defaultBlockBytes = 2 * 1024 * 1024;
 const gzipAsync = promisify(gzip);
 
-// CommonJS, evaluated in the worker: no loader (tsx) is needed there.
+/**
+ * Niceness of the compression threads. Compression is background work and a quiesce window is
+ * not: where the worker shares cores with a dump (a local appliance, or the next appliance's
+ * dump streaming in while this one compresses), the window's processes get the CPU first and
+ * compression takes what is left. Linux gives each thread its own nice value (setpriority on
+ * its thread id); elsewhere this is skipped.
+ */
+export const compressionNice = 10;
+
+// CommonJS, evaluated in the worker: no loader (tsx) is needed there. Both buffers come from the
+// main thread and go back to it (transferred, never copied), so a gigabyte of input allocates
+// nothing new there. gzipSync's own result is the one allocation per block: a young-generation
+// collection after each block frees it at once, where V8 would otherwise let tens of MiB of dead
+// buffers pile up per thread before collecting (memory goal, issue 11).
 const workerSource = `
 const { parentPort } = require('node:worker_threads');
 const { gzipSync } = require('node:zlib');
+let collect = null;
+try {
+  require('node:v8').setFlagsFromString('--expose-gc');
+  collect = require('node:vm').runInNewContext('gc');
+} catch {}
+try {
+  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isInteger(tid) && tid > 0) require('node:os').setPriority(tid, ${compressionNice});
+} catch {}
 parentPort.on('message', (m) => {
-  const gz = gzipSync(new Uint8Array(m.buf, 0, m.len), { level: m.level });
-  // A fresh ArrayBuffer of its own: a small Buffer may sit in a shared pool, which must not move.
-  const out = new Uint8Array(gz);
-  parentPort.postMessage({ id: m.id, out }, [out.buffer]);
+  const gz = gzipSync(new Uint8Array(m.input, 0, m.len), { level: m.level });
+  let output = m.output;
+  // Larger than the deflate bound only if zlib changed: a buffer of its own then.
+  if (gz.length > output.byteLength) output = new ArrayBuffer(gz.length);
+  new Uint8Array(output).set(gz);
+  parentPort.postMessage({ id: m.id, input: m.input, output, len: gz.length }, [m.input, output]);
+  if (typeof collect === 'function') collect({ type: 'minor' });
 });
 `;
 
@@ -48,19 +73,30 @@ export function compressionThreads(configured: number): number {
   return configured > 0 ? configured : availableParallelism();
 }
 
+/** One block's input buffer and the buffer its gzip member is written into; reused block after block. */
+interface BlockBuffers {
+  input: ArrayBuffer;
+  output: ArrayBuffer;
+}
+
+/** deflateBound for a block, with room for the gzip header and trailer. */
+function outputBytesFor(blockBytes: number): number {
+  return blockBytes + (blockBytes >> 10) + 1024;
+}
+
 class GzipPool {
   readonly #workers: Worker[] = [];
-  readonly #pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }>();
+  readonly #pending = new Map<number, { resolve: (r: { buffers: BlockBuffers; len: number }) => void; reject: (e: unknown) => void }>();
   #next = 0;
   #failure: Error | undefined;
 
   constructor(threads: number) {
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(workerSource, { eval: true });
-      worker.on('message', (m: { id: number; out: Uint8Array }) => {
+      worker.on('message', (m: { id: number; input: ArrayBuffer; output: ArrayBuffer; len: number }) => {
         const p = this.#pending.get(m.id);
         this.#pending.delete(m.id);
-        p?.resolve(m.out);
+        p?.resolve({ buffers: { input: m.input, output: m.output }, len: m.len });
       });
       const fail = (err: Error): void => {
         this.#failure ??= err;
@@ -75,15 +111,18 @@ class GzipPool {
     }
   }
 
-  /** Compresses `block` (whose ArrayBuffer is handed over to the worker) into one gzip member. */
-  compress(block: Buffer, level: number): Promise<Uint8Array> {
+  /**
+   * Compresses the first `len` bytes of `buffers.input` into one gzip member in `buffers.output`.
+   * Both are handed to the worker and come back with the result (the output may be replaced).
+   */
+  compress(buffers: BlockBuffers, len: number, level: number): Promise<{ buffers: BlockBuffers; len: number }> {
     if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#next++;
     const worker = this.#workers[id % this.#workers.length];
     if (!worker) throw new Error('unreachable: gzip pool without workers');
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, buf: block.buffer, len: block.length, level }, [block.buffer as ArrayBuffer]);
+      worker.postMessage({ id, input: buffers.input, output: buffers.output, len, level }, [buffers.input, buffers.output]);
     });
   }
 
@@ -114,33 +153,40 @@ export async function gzipFileParallel(source: string, dest: string, options: Pa
     let off = 0;
     while (off < gz.length) off += (await output.write(gz, off, gz.length - off)).bytesWritten;
   };
-  // Memory: at most 2 blocks per thread in flight, in and out (about 10 MiB on 2 cores).
+  // Memory: 2 blocks per thread in flight, each an input and an output buffer allocated once
+  // and reused (about 17 MiB on 2 cores), whatever the file's size.
   const size = (await input.stat()).size;
   const threads = Math.max(1, Math.min(compressionThreads(options.threads), Math.ceil(size / blockBytes)));
   const pool = size > blockBytes ? new GzipPool(threads) : null;
-  const inflight: Promise<Uint8Array>[] = [];
+  const spare: BlockBuffers[] = [];
+  const inflight: Promise<{ buffers: BlockBuffers; len: number } | Uint8Array>[] = [];
   try {
     let position = 0;
     let eof = false;
     for (;;) {
       if (signal?.aborted) throw new AbortedError(`compression of ${source}`, signal.reason);
       while (!eof && inflight.length < threads * 2) {
-        // allocUnsafeSlow: an ArrayBuffer of its own, which can be handed to a worker.
-        const buf = Buffer.allocUnsafeSlow(blockBytes);
-        const { bytesRead } = await input.read(buf, 0, blockBytes, position);
+        const buffers = spare.pop() ?? { input: new ArrayBuffer(blockBytes), output: new ArrayBuffer(outputBytesFor(blockBytes)) };
+        const block = new Uint8Array(buffers.input);
+        const { bytesRead } = await input.read(block, 0, blockBytes, position);
         if (bytesRead === 0) {
           eof = true;
           break;
         }
         position += bytesRead;
         rawBytes += bytesRead;
-        const block = bytesRead === blockBytes ? buf : buf.subarray(0, bytesRead);
-        rawHash.update(block);
-        inflight.push(pool ? pool.compress(block, level) : gzipAsync(block, { level }));
+        rawHash.update(block.subarray(0, bytesRead));
+        inflight.push(pool ? pool.compress(buffers, bytesRead, level) : gzipAsync(block.subarray(0, bytesRead), { level }));
       }
       const next = inflight.shift();
       if (!next) break;
-      await write(await next);
+      const done = await next;
+      if (done instanceof Uint8Array) {
+        await write(done);
+      } else {
+        await write(new Uint8Array(done.buffers.output, 0, done.len));
+        spare.push(done.buffers);
+      }
     }
     // An empty file is one empty member, as `gzip` writes it.
     if (rawBytes === 0) await write(await gzipAsync(Buffer.alloc(0), { level }));
