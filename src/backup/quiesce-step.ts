@@ -96,6 +96,8 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<QuiescedD
       logger.info({ artifact: dump.name, bytes: artifact.rawBytes, ms: artifact.dumpMs }, 'dumped');
       return artifact;
     };
+    let leaseAt = 0;
+    let stopAt = 0;
     let startAt = 0;
     const uploadInWindow = config.quiesce.startServicesAfter === 'upload';
     let quiesced: QuiescedResult<{ artifacts: SpoolArtifact[]; uploaded: UploadedArtifacts | null }>;
@@ -111,11 +113,18 @@ export async function quiesceAndDump(input: QuiesceStepInput): Promise<QuiescedD
           waitMs: config.quiesce.waitSeconds * 1000,
           onPhase: (phase) => {
             if (phase !== 'precheck') timings['precheckMs'] ??= Date.now() - precheckAt;
+            // How long this job waited for the fleet slot: other appliances' windows, not its own work.
+            if (phase === 'lease') leaseAt = Date.now();
+            if (phase === 'stop') {
+              stopAt = Date.now();
+              if (leaseAt > 0) timings['leaseWaitMs'] = stopAt - leaseAt;
+            }
             if (phase === 'start') startAt = Date.now();
             if (phase !== 'lease') emit({ target: target.name, step: phase });
           },
         },
         async ({ guard, servicesStopped }) => {
+          if (stopAt > 0) timings['stopMs'] = Date.now() - stopAt;
           if (mode?.mode === 'snapshot' && servicesStopped) {
             // The session lives through the start and the dump; the export itself is quick.
             const serviceMs = target.timeouts.serviceSeconds * 1000;

@@ -117,6 +117,9 @@ void describe('one appliance backed up to S3', () => {
     assert.equal(m.profile, 'vcsa-5.5');
     assert.deepEqual(m.artifacts.map((a) => a.name), ['vcdb', 'inventory']);
     assert.ok(m.quiesce && m.quiesce.ms > 0);
+    // Each step's time, so an operator (and the bench) can tell work from waiting.
+    for (const step of ['precheckMs', 'stopMs', 'dumpMs', 'startMs', 'compressMs', 'uploadMs']) assert.equal(typeof m.timings[step], 'number', `timings.${step} in ${JSON.stringify(m.timings)}`);
+    assert.ok((m.timings['stopMs'] ?? Infinity) + (m.timings['dumpMs'] ?? Infinity) <= m.quiesce.ms, `stop + dump within the window: ${JSON.stringify(m.timings)} vs ${m.quiesce.ms} ms`);
 
     const stored = JSON.parse((await store.getBytes(outcome.manifestKey)).toString('utf8')) as Manifest;
     assert.deepEqual(stored, m);
