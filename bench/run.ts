@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --vcdb-mb N --fleet-mb N --rss-mib N --rounds N --schedulers N --skip-fleet --only a,b --out FILE]`:
+ * `npm run bench [-- --vcdb-mb N --fleet-mb N --rss-mib N --rounds N --schedulers N --appliances N --skip-fleet --only a,b --out FILE]`:
  * issue 11's goals measured end to end on simulated appliances with realistic VCDB data, each
  * figure a ratio against a baseline measured in the same run on the same data, medians of
  * `--rounds` runs (≥ 3). Writes BENCHMARKS.md (or --out). Not a test: nothing here asserts.
@@ -9,20 +9,24 @@
  *   compress  compress + both sha256 (all cores)         vs  gzip -6 -c | tee >(sha256sum) > file
  *             compress + sha256 + upload + verify        vs  that shell pipeline + a plain multipart upload
  *   fleet     6 appliances, 2 workers, `run --wait`      vs  the classic sequential loop; vs Σ windows + one upload
+ *             (S3 behind a link whose uplink makes an upload as long as a dump; and without it)
  *   memory    worker-path peak RSS (dump, gzip, upload)  vs  the 200 MiB goal
  *   schedule  1,000 job schedulers upserted              vs  the 5 s goal
  *   aliases   1,000 targets via anchors/aliases: load + schedule  vs  the same fleet written out
+ *   overhead  200 tiny appliances, 2 workers: per-job time outside the steps and the lease wait,
+ *             and the hand-over between windows   vs  the 100 ms goal (invariant 1 checked)
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify as stringifyYaml } from 'yaml';
 import { compressOnce } from '../src/backup/compress.ts';
@@ -31,12 +35,15 @@ import { loadConfig, parseConfig, type Config } from '../src/config/load.ts';
 import { LocalExecutor } from '../src/executors/local.ts';
 import { silentLogger } from '../src/log.ts';
 import { createSimAppliance, type SimAppliance } from '../src/sim/appliance.ts';
+import { auditReport } from '../src/sim/audit.ts';
 import { defaultPgBin } from '../src/sim/postgres.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../src/storage/embedded-s3.ts';
 import { createS3ObjectStore } from '../src/storage/s3.ts';
 import { syncSchedules } from '../workers/producer.ts';
-import { removeFleetKeys } from '../workers/queues.ts';
-import { startFleetHarness } from '../test/support/fleet.ts';
+import { backupQueueName, queueOptions, removeFleetKeys } from '../workers/queues.ts';
+import { binPath, freePort, runCli, startFleetHarness, waitFor } from '../test/support/fleet.ts';
+import { startPrivatePostgres } from './private-postgres.ts';
+import { startThrottledLink } from './throttled-link.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,8 +52,12 @@ const { values: flags } = parseArgs({
     'rss-mib': { type: 'string', default: '512' },
     rounds: { type: 'string', default: '3' },
     schedulers: { type: 'string', default: '1000' },
+    /** Appliances in the overhead section's fleet. */
+    appliances: { type: 'string', default: '200' },
+    /** The fleet section's uplink to S3 in MiB/s; default: calibrated so that upload time = dump time. */
+    'uplink-mibps': { type: 'string' },
     'skip-fleet': { type: 'boolean', default: false },
-    /** Only these sections (comma-separated: window,compress,memory,schedulers,aliases,fleet). */
+    /** Only these sections (comma-separated: window,compress,memory,schedulers,aliases,fleet,overhead). */
     only: { type: 'string' },
     out: { type: 'string', default: 'BENCHMARKS.md' },
   },
@@ -56,6 +67,7 @@ const fleetMb = Number(flags['fleet-mb']);
 const rssMib = Number(flags['rss-mib']);
 const rounds = Math.max(3, Number(flags.rounds));
 const schedulerCount = Number(flags.schedulers);
+const overheadCount = Number(flags.appliances);
 const MiB = 1024 * 1024;
 
 interface Figure {
@@ -225,51 +237,184 @@ async function benchCompress(s3: EmbeddedS3, dir: string): Promise<void> {
   log(`compress: ${mibs(bytes, oc)} vs ${mibs(bytes, bc)}; with upload ${mibs(bytes, ocu)} vs ${mibs(bytes, bcu)}`);
 }
 
-async function benchFleet(): Promise<void> {
+/**
+ * Issue 11 item 6: 6 appliances "whose upload takes about as long as their dump". An S3 endpoint
+ * on this machine takes an upload at memory speed, so the bench puts a link of fixed uplink
+ * bandwidth in front of it (throttled-link.ts) for both contenders: calibrated on the first
+ * appliance so that its compressed artifacts take as long to upload as the classic dump took
+ * (`--uplink-mibps N` fixes it instead). Each round also runs both contenders on the bare local
+ * endpoint, where the 2 cores that run the appliances' databases, the dumps, the compression and
+ * the S3 server are the limit.
+ */
+async function benchFleet(s3: EmbeddedS3): Promise<void> {
   log(`fleet: 6 appliances with ${fleetMb} MiB VCDBs, 2 workers`);
-  const h = await startFleetHarness({ count: 6, workers: 2, sim: { vcdbMb: fleetMb }, tune: { quiesce: { leaseSeconds: 30, watchdogIntervalSeconds: 10 } } });
+  const link = await startThrottledLink(s3.endpoint, Infinity);
+  const bucket = `fleet-${Date.now()}`;
+  const h = await startFleetHarness({
+    count: 6,
+    workers: 2,
+    s3Endpoint: link.url,
+    s3Bucket: bucket,
+    sim: { vcdbMb: fleetMb, s3AccessKeyId: s3.accessKeyId, s3SecretAccessKey: s3.secretAccessKey, s3Region: s3.region },
+    tune: { quiesce: { leaseSeconds: 30, watchdogIntervalSeconds: 10 } },
+  });
   try {
     const config = h.config();
     const store = createS3ObjectStore(config.s3, silentLogger);
-    const client = new S3Client({ endpoint: h.fleet.sim.s3.endpoint, region: h.fleet.sim.s3.region, forcePathStyle: true, credentials: { accessKeyId: h.fleet.sim.s3.accessKeyId, secretAccessKey: h.fleet.sim.s3.secretAccessKey }, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
-    const makespans: number[] = [];
-    const bounds: number[] = [];
-    const classicLoops: number[] = [];
-    for (let r = 0; r < rounds; r++) {
-      // The classic loop: per appliance stop, dump, start, gzip, upload, one after the other.
-      const c0 = performance.now();
-      for (const a of h.fleet.appliances) {
+    const client = new S3Client({ endpoint: link.url, region: s3.region, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    await client.send(new CreateBucketCommand({ Bucket: bucket })).catch((err: unknown) => {
+      if ((err as { name?: string }).name !== 'BucketAlreadyOwnedByYou') throw err;
+    });
+    const appliances = h.fleet.appliances.map((a) => {
+      if (!('serviceCommand' in a)) throw new Error(`bench: ${a.name} is not a simulated VCSA 5.5 (the classic loop drives its service scripts)`);
+      return a;
+    });
+    const artifactFiles = ['postgres.sql.gz', 'inventory_services.DB.gz'];
+    // The classic loop: per appliance stop, dump, start, gzip, upload, one after the other.
+    const classicLoop = async (tag: string): Promise<{ ms: number; dumpMs: number; gzBytes: number }[]> => {
+      const steps = [];
+      for (const a of appliances) {
         const out = join(h.dir, `classic-${a.name}`);
-        if (!('serviceCommand' in a)) throw new Error(`bench: ${a.name} is not a simulated VCSA 5.5 (the classic loop drives its service scripts)`);
         const cmd = classicCommands(a, out);
-        bash(`mkdir -p ${out} && ${cmd.stop} && ${cmd.dump} && ${cmd.start} && gzip -6 ${out}/postgres.sql ${out}/inventory_services.DB`);
-        for (const f of ['postgres.sql.gz', 'inventory_services.DB.gz']) {
-          await new Upload({ client, params: { Bucket: h.fleet.sim.s3.bucket, Key: `classic/${a.name}/${r}/${f}`, Body: createReadStream(join(out, f)) }, partSize: 8 * MiB, queueSize: 4 }).done();
+        const t0 = performance.now();
+        bash(`mkdir -p ${out} && ${cmd.stop}`);
+        const dumpMs = bash(cmd.dump);
+        bash(`${cmd.start} && gzip -6 ${out}/postgres.sql ${out}/inventory_services.DB`);
+        let gzBytes = 0;
+        for (const f of artifactFiles) {
+          gzBytes += (await stat(join(out, f))).size;
+          await new Upload({ client, params: { Bucket: bucket, Key: `classic/${a.name}/${tag}/${f}`, Body: createReadStream(join(out, f)) }, partSize: 8 * MiB, queueSize: 4 }).done();
         }
+        steps.push({ ms: performance.now() - t0, dumpMs, gzBytes });
         bash(`rm -rf ${out}`);
       }
-      classicLoops.push(performance.now() - c0);
-
+      return steps;
+    };
+    const ours = async (): Promise<{ makespan: number; bound: number }> => {
       const res = await h.cli(['run', '--wait', '--json'], {}, 1_800_000);
       if (res.code !== 0) throw new Error(`bench: run --wait failed: ${res.stderr.slice(-2000)}`);
       const doc = JSON.parse(res.stdout) as { backups: { manifestKey: string }[] };
-      const manifests = await Promise.all(doc.backups.map(async (b) => JSON.parse(await readStream(await store.get(b.manifestKey))) as { createdAt: string; completedAt: string; quiesce: { ms: number; startedAt: string } | null; timings: Record<string, number> }));
+      const manifests = await Promise.all(doc.backups.map(async (b) => JSON.parse(await readStream(await store.get(b.manifestKey))) as { createdAt: string; completedAt: string; quiesce: { ms: number; startedAt: string } | null }));
       const start = Math.min(...manifests.map((m) => Date.parse(m.createdAt)));
       const end = Math.max(...manifests.map((m) => Date.parse(m.completedAt)));
       const windows = manifests.reduce((s, m) => s + (m.quiesce?.ms ?? 0), 0);
       const lastBack = manifests.reduce((best, m) => (m.quiesce && (!best.quiesce || m.quiesce.startedAt > best.quiesce.startedAt) ? m : best));
       const oneUpload = Date.parse(lastBack.completedAt) - Date.parse(lastBack.quiesce?.startedAt ?? lastBack.completedAt);
-      makespans.push(end - start);
-      bounds.push(windows + oneUpload);
+      return { makespan: end - start, bound: windows + oneUpload };
+    };
+
+    // Calibration: upload time = dump time on the first appliance, by the classic loop's own measure.
+    const fixed = flags['uplink-mibps'] === undefined ? undefined : Number(flags['uplink-mibps']) * MiB;
+    let rate = fixed;
+    if (rate === undefined) {
+      const [first] = await classicLoop('calibrate');
+      if (!first) throw new Error('bench: no appliance to calibrate on');
+      rate = first.gzBytes / (first.dumpMs / 1000);
+    }
+    log(`fleet: uplink ${(rate / MiB).toFixed(2)} MiB/s`);
+    const result = { wan: { mk: [] as number[], cl: [] as number[], bd: [] as number[] }, local: { mk: [] as number[], cl: [] as number[], bd: [] as number[] } };
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, bytesPerSecond] of [['wan', rate], ['local', Infinity]] as const) {
+        link.setRate(bytesPerSecond);
+        const c0 = performance.now();
+        await classicLoop(`${name}-${r}`);
+        result[name].cl.push(performance.now() - c0);
+        const o = await ours();
+        result[name].mk.push(o.makespan);
+        result[name].bd.push(o.bound);
+        log(`fleet ${name} round ${r + 1}: makespan ${secs(o.makespan)}, classic ${secs(result[name].cl.at(-1) ?? NaN)}, bound ${secs(o.bound)}`);
+      }
     }
     store.close();
     client.destroy();
-    const [mk, cl, bd] = [median(makespans), median(classicLoops), median(bounds)];
-    figures.push({ goal: '6 appliances ≥ 1.7× faster than the classic sequential loop', measured: secs(mk), baseline: secs(cl), ratio: cl / mk, met: cl / mk >= 1.7, note: `${fleetMb} MiB VCDBs; classic: stop, pg_dump > file, backup.sh, start, gzip -6, upload, per appliance` });
-    figures.push({ goal: 'makespan ≤ 1.15 × (Σ windows + one upload)', measured: secs(mk), baseline: secs(bd), ratio: mk / bd, met: mk / bd <= 1.15, note: 'one upload: compress + upload + verify + manifest of the last appliance after its services were back' });
-    log(`fleet: makespan ${secs(mk)}, classic ${secs(cl)}, bound ${secs(bd)}`);
+    const wan = { mk: median(result.wan.mk), cl: median(result.wan.cl), bd: median(result.wan.bd) };
+    const local = { mk: median(result.local.mk), cl: median(result.local.cl), bd: median(result.local.bd) };
+    const uplink = `${(rate / MiB).toFixed(1)} MiB/s uplink${fixed === undefined ? ' (calibrated: upload time = dump time)' : ''}`;
+    figures.push({ goal: '6 appliances whose upload takes as long as their dump: ≥ 1.7× faster than the classic sequential loop', measured: secs(wan.mk), baseline: secs(wan.cl), ratio: wan.cl / wan.mk, met: wan.cl / wan.mk >= 1.7, note: `${fleetMb} MiB VCDBs, ${uplink}; classic: stop, pg_dump > file, backup.sh, start, gzip -6, upload, per appliance` });
+    figures.push({ goal: 'the same: makespan ≤ 1.15 × (Σ windows + one upload)', measured: secs(wan.mk), baseline: secs(wan.bd), ratio: wan.mk / wan.bd, met: wan.mk / wan.bd <= 1.15, note: 'one upload: compress + upload + verify + manifest of the last appliance after its services were back' });
+    figures.push({ goal: 'the same fleet, S3 on this machine without a link limit: ≥ 1.7× faster than the classic loop', measured: secs(local.mk), baseline: secs(local.cl), ratio: local.cl / local.mk, met: local.cl / local.mk >= 1.7, note: `makespan / (Σ windows + one upload) = ${(local.mk / local.bd).toFixed(2)}; the 2 cores run the appliances' databases, the dumps, compression and the S3 server` });
   } finally {
     await h.close();
+    await link.close();
+  }
+}
+
+/**
+ * Issue 11 item 6: a 200-appliance fleet of tiny databases, 2 workers, one `run --wait`. Invariant
+ * 1 must hold (audit log), and the per-appliance overhead — what a job spends outside its own
+ * stop, dump, start, compress and upload, and outside waiting for the fleet slot (other
+ * appliances' windows) — is measured per job from the queue's processedOn/finishedOn and the
+ * manifest's step timings. Also the hand-over: from one appliance's services confirmed running
+ * to the next appliance's first stop, the part of the overhead that lengthens the fleet's night.
+ */
+async function benchOverhead(): Promise<void> {
+  log(`overhead: ${overheadCount} appliances with tiny databases, 2 workers`);
+  // 3 connections per running appliance: more than the machine's server allows.
+  const pg = await startPrivatePostgres(await freePort(), overheadCount * 4 + 100);
+  try {
+    const t0 = performance.now();
+    const h = await startFleetHarness({
+      count: overheadCount,
+      workers: 2,
+      // vpxd writes an event each tick: 200 of them at the default 40 ms would saturate 2 cores.
+      sim: { pgUrl: pg.url, tickMs: 5000 },
+      tune: { quiesce: { leaseSeconds: 30, watchdogIntervalSeconds: 10, waitSeconds: 3600 }, worker: { lockSeconds: 30, stalledIntervalSeconds: 30, backoffSeconds: 5 } },
+    });
+    log(`overhead: fleet up in ${secs(performance.now() - t0)}`);
+    try {
+      const config = h.config();
+      const res = await h.cli(['run', '--wait', '--json'], {}, 3_600_000);
+      if (res.code !== 0) throw new Error(`bench: run --wait failed: ${res.stderr.slice(-2000)}`);
+      const report = auditReport(await h.audit());
+      const closed = report.intervals.filter((i) => i.to !== null);
+      if (!report.ok || closed.length < overheadCount) throw new Error(`bench: invariant 1 broken or windows missing: ${report.overlaps.length} overlaps, max ${report.maxConcurrent} quiesced at once, ${closed.length} windows`);
+      const store = createS3ObjectStore(config.s3, silentLogger);
+      const queue = new Queue(backupQueueName, queueOptions(config, h.redis));
+      try {
+        const jobs = await queue.getJobs(['completed'], 0, -1);
+        const steps = ['leaseWaitMs', 'stopMs', 'dumpMs', 'startMs', 'compressMs', 'encryptMs', 'uploadMs'];
+        const overheads: number[] = [];
+        let retried = 0;
+        for (const job of jobs) {
+          if (job.attemptsMade > 1) retried++;
+          const result = job.returnvalue as { manifestKey: string };
+          const m = JSON.parse(await readStream(await store.get(result.manifestKey))) as { timings: Record<string, number> };
+          const work = steps.reduce((sum, k) => sum + (m.timings[k] ?? 0), 0);
+          overheads.push((job.finishedOn ?? NaN) - (job.processedOn ?? NaN) - work);
+        }
+        if (jobs.length !== overheadCount) throw new Error(`bench: ${jobs.length} completed jobs, expected ${overheadCount}`);
+        const handovers = closed.slice(1).map((w, i) => w.from - (closed[i]?.to ?? NaN));
+        const sorted = [...overheads].sort((a, b) => a - b);
+        const p95 = sorted[Math.floor(sorted.length * 0.95)] ?? NaN;
+        const med = median(overheads);
+        const windowsMs = closed.reduce((sum, w) => sum + ((w.to ?? 0) - w.from), 0);
+        const makespan = Math.max(...closed.map((w) => w.to ?? 0)) - Math.min(...closed.map((w) => w.from));
+        figures.push({
+          goal: `${overheadCount} appliances: per-appliance overhead (queue, lease, bookkeeping) ≤ 100 ms median, invariant 1 held`,
+          measured: `${med.toFixed(0)} ms`,
+          baseline: '100 ms (goal)',
+          ratio: med / 100,
+          met: med <= 100,
+          note: `per job: queue's active time minus lease wait, stop, dump, start, compress, upload; p95 ${p95.toFixed(0)} ms; ${retried} jobs retried; 0 overlaps in ${closed.length} windows`,
+        });
+        figures.push({
+          goal: `${overheadCount} appliances: hand-over from one window to the next ≤ 100 ms median`,
+          measured: `${median(handovers).toFixed(0)} ms`,
+          baseline: '100 ms (goal)',
+          ratio: median(handovers) / 100,
+          met: median(handovers) <= 100,
+          note: `services confirmed running on one appliance → first stop on the next (audit log); windows ${secs(windowsMs)} of ${secs(makespan)} from first stop to last start`,
+        });
+        log(`overhead: median ${med.toFixed(0)} ms, p95 ${p95.toFixed(0)} ms, hand-over median ${median(handovers).toFixed(0)} ms, ${retried} retried`);
+      } finally {
+        await queue.close();
+        store.close();
+      }
+    } finally {
+      await h.close();
+    }
+  } finally {
+    await pg.stop();
   }
 }
 
@@ -294,26 +439,61 @@ async function writeDumpLike(path: string, bytes: number): Promise<void> {
   await finished(out);
 }
 
+/**
+ * A real `vcsa-backup worker` process backing up one dump of `--rss-mib` MiB with the default
+ * settings (dump into the spool, compression on every core, upload, download verify, manifest),
+ * its peak RSS read from /proc (VmHWM) once the job is done. The dump comes from a `postgres`
+ * target whose pg_dump is a script printing a dump-like file, so that size costs no database.
+ */
 async function benchMemory(s3: EmbeddedS3, dir: string): Promise<void> {
   const source = join(dir, 'rss-source.sql');
   log(`memory: writing a ${rssMib} MiB dump`);
   await writeDumpLike(source, rssMib * MiB);
+  const pgBin = join(dir, 'rss-pg-bin');
+  await mkdir(pgBin, { recursive: true });
+  await writeFile(join(pgBin, 'pg_dump'), `#!/bin/sh\nexec cat ${source}\n`, { mode: 0o755 });
+  const statusMiB = async (pid: number, field: string): Promise<number> => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+    return Number(m?.[1] ?? NaN) / 1024;
+  };
   const peaks: number[] = [];
   const idle: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'rss-probe.ts'), source, JSON.stringify(s3), join(dir, `rss-spool-${r}`)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env } });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    const [code] = (await once(child, 'exit')) as [number | null];
-    if (code !== 0) throw new Error(`bench: rss-probe exited ${String(code)}`);
-    const doc = JSON.parse(out) as { peakMiB: number; idleMiB: number };
-    peaks.push(doc.peakMiB);
-    idle.push(doc.idleMiB);
+    const prefix = `bench-rss-${process.pid}-${r}`;
+    const configPath = join(dir, `rss-${r}.yaml`);
+    await writeFile(
+      configPath,
+      stringifyYaml({
+        redis: { url: 'redis://127.0.0.1:6379', prefix },
+        s3: { bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, checksums: 'when-required', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+        spool: { dir: join(dir, `rss-spool-${r}`), minFreeMiB: 0 },
+        retention: { afterBackup: false },
+        targets: [{ name: 'rss', profile: 'postgres', executor: { type: 'local' }, variables: { PG_BIN: pgBin } }],
+      }),
+    );
+    // As installed (the image's entry point, npm's bin link): through the shebang and its V8 flags.
+    const worker = spawn(binPath, ['worker', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, REDIS_URL: '', LOG_LEVEL: 'info' } });
+    let text = '';
+    worker.stderr.on('data', (b: Buffer) => (text += b.toString()));
+    const exited = once(worker, 'exit');
+    try {
+      await waitFor('the worker to start', () => text.includes('"worker started"'), 120_000);
+      idle.push(await statusMiB(worker.pid ?? -1, 'VmRSS'));
+      const res = await runCli(['run', '--wait', '--target', 'rss', '--config', configPath], {}, 3_600_000);
+      if (res.code !== 0) throw new Error(`bench: run --wait failed: ${res.stderr.slice(-2000)}`);
+      peaks.push(await statusMiB(worker.pid ?? -1, 'VmHWM'));
+    } finally {
+      worker.kill('SIGTERM');
+      await exited;
+      const redis = new Redis('redis://127.0.0.1:6379');
+      await removeFleetKeys(redis, prefix).finally(() => redis.disconnect());
+      await rm(join(dir, `rss-spool-${r}`), { recursive: true, force: true });
+    }
   }
   await rm(source, { force: true });
   const peak = median(peaks);
-  figures.push({ goal: `worker path peak RSS ≤ 200 MiB (${rssMib} MiB dump: dump → spool, gzip, upload + verify)`, measured: `${peak.toFixed(0)} MiB`, baseline: '200 MiB (goal)', ratio: peak / 200, met: peak <= 200, note: `the same process idle after loading the code: ${median(idle).toFixed(0)} MiB` });
-  log(`memory: peak ${peak.toFixed(0)} MiB`);
+  figures.push({ goal: `worker peak RSS ≤ 200 MiB (${rssMib} MiB dump: dump → spool, gzip, upload + verify)`, measured: `${peak.toFixed(0)} MiB`, baseline: '200 MiB (goal)', ratio: peak / 200, met: peak <= 200, note: `a \`vcsa-backup worker\` process (VmHWM); the same worker idle after start: ${median(idle).toFixed(0)} MiB` });
+  log(`memory: peak ${peak.toFixed(0)} MiB, idle ${median(idle).toFixed(0)} MiB`);
 }
 
 async function benchSchedulers(s3: EmbeddedS3, dir: string): Promise<void> {
@@ -432,7 +612,8 @@ async function main(): Promise<void> {
     await section('memory', () => benchMemory(s3, dir));
     await section('schedulers', () => benchSchedulers(s3, dir));
     await section('aliases', () => benchAliases(s3, dir));
-    if (!flags['skip-fleet']) await section('fleet', () => benchFleet());
+    if (!flags['skip-fleet']) await section('fleet', () => benchFleet(s3));
+    if (!flags['skip-fleet']) await section('overhead', () => benchOverhead());
   } finally {
     await s3.stop();
     await rm(dir, { recursive: true, force: true });
