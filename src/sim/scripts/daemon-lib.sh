@@ -24,9 +24,11 @@ trap cleanup EXIT
 
 echo $$ >"$run_dir/$service_name.pid.$$" && mv -f "$run_dir/$service_name.pid.$$" "$run_dir/$service_name.pid"
 
+# The tick sleeps on this FIFO. It stays in place (cleanup removes it) so that `service stop`
+# can wake the daemon at once: bash runs the TERM trap only after `read -t` returns, so
+# without a wake-up a stop would wait out the rest of the tick.
 mkfifo "$fifo_base.sleep"
 exec {sleep_fd}<>"$fifo_base.sleep"
-rm -f "$fifo_base.sleep"
 open_fds+=("$sleep_fd")
 
 # open_db NAME DATABASE: sets NAME_W (write SQL) and NAME_R (read one result line).

@@ -119,6 +119,8 @@ do_stop() {
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null
+  # Wake it from its tick (daemon-lib.sh); nonblocking, so a daemon already gone costs nothing.
+  printf '\n' | dd of="$run_dir/$svc.$pid.sleep" oflag=nonblock status=none 2>/dev/null || true
   if ! wait_gone "$pid" "$SIM_STOP_GRACE"; then
     echo "service: $svc did not stop within ${SIM_STOP_GRACE}s; killing it" >&2
     kill -KILL -- "-$pid" 2>/dev/null
