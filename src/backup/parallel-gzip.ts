@@ -32,15 +32,6 @@ export interface ParallelGzipResult {
 const defaultBlockBytes = 2 * 1024 * 1024;
 const gzipAsync = promisify(gzip);
 
-/**
- * Niceness of the compression threads. Compression is background work and a quiesce window is
- * not: where the worker shares cores with a dump (a local appliance, or the next appliance's
- * dump streaming in while this one compresses), the window's processes get the CPU first and
- * compression takes what is left. Linux gives each thread its own nice value (setpriority on
- * its thread id); elsewhere this is skipped.
- */
-export const compressionNice = 10;
-
 // CommonJS, evaluated in the worker: no loader (tsx) is needed there. Both buffers come from the
 // main thread and go back to it (transferred, never copied), so a gigabyte of input allocates
 // nothing new there. gzipSync's own result is the one allocation per block: a young-generation
@@ -53,10 +44,6 @@ let collect = null;
 try {
   require('node:v8').setFlagsFromString('--expose-gc');
   collect = require('node:vm').runInNewContext('gc');
-} catch {}
-try {
-  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
-  if (Number.isInteger(tid) && tid > 0) require('node:os').setPriority(tid, ${compressionNice});
 } catch {}
 parentPort.on('message', (m) => {
   const gz = gzipSync(new Uint8Array(m.input, 0, m.len), { level: m.level });
