@@ -153,9 +153,10 @@ export async function gzipFileParallel(source: string, dest: string, options: Pa
     for (;;) {
       if (signal?.aborted) throw new AbortedError(`compression of ${source}`, signal.reason);
       while (!eof && inflight.length < threads * 2) {
-        const buffers = spare.pop() ?? { input: new ArrayBuffer(blockBytes), output: new ArrayBuffer(outputBytesFor(blockBytes)) };
+        // Without a pool (a file of one block) there is nothing to hand back: no output buffer, and an input of the file's size.
+        const buffers = spare.pop() ?? (pool ? { input: new ArrayBuffer(blockBytes), output: new ArrayBuffer(outputBytesFor(blockBytes)) } : { input: new ArrayBuffer(Math.max(1, size)), output: new ArrayBuffer(0) });
         const block = new Uint8Array(buffers.input);
-        const { bytesRead } = await input.read(block, 0, blockBytes, position);
+        const { bytesRead } = await input.read(block, 0, block.length, position);
         if (bytesRead === 0) {
           eof = true;
           break;
