@@ -31,6 +31,7 @@ import { Redis } from 'ioredis';
 import { stringify as stringifyYaml } from 'yaml';
 import { compressOnce } from '../src/backup/compress.ts';
 import { runBackup } from '../src/backup/run-backup.ts';
+import { readManifest } from '../src/catalog/catalog.ts';
 import { loadConfig, parseConfig, type Config } from '../src/config/load.ts';
 import { LocalExecutor } from '../src/executors/local.ts';
 import { silentLogger } from '../src/log.ts';
@@ -294,7 +295,7 @@ async function benchFleet(s3: EmbeddedS3): Promise<void> {
       const res = await h.cli(['run', '--wait', '--json'], {}, 1_800_000);
       if (res.code !== 0) throw new Error(`bench: run --wait failed: ${res.stderr.slice(-2000)}`);
       const doc = JSON.parse(res.stdout) as { backups: { manifestKey: string }[] };
-      const manifests = await Promise.all(doc.backups.map(async (b) => JSON.parse(await readStream(await store.get(b.manifestKey))) as { createdAt: string; completedAt: string; quiesce: { ms: number; startedAt: string } | null }));
+      const manifests = await Promise.all(doc.backups.map((b) => readManifest(store, b.manifestKey)));
       const start = Math.min(...manifests.map((m) => Date.parse(m.createdAt)));
       const end = Math.max(...manifests.map((m) => Date.parse(m.completedAt)));
       const windows = manifests.reduce((s, m) => s + (m.quiesce?.ms ?? 0), 0);
@@ -379,7 +380,8 @@ async function benchOverhead(): Promise<void> {
         for (const job of jobs) {
           if (job.attemptsMade > 1) retried++;
           const result = job.returnvalue as { manifestKey: string };
-          const m = JSON.parse(await readStream(await store.get(result.manifestKey))) as { timings: Record<string, number>; quiesce: { startedAt: string; ms: number } };
+          const m = await readManifest(store, result.manifestKey);
+          if (!m.quiesce) throw new Error(`bench: ${result.manifestKey} records no quiesce window`);
           const work = steps.reduce((sum, k) => sum + (m.timings[k] ?? 0), 0);
           overheads.push((job.finishedOn ?? NaN) - (job.processedOn ?? NaN) - work);
           const to = Date.parse(m.quiesce.startedAt);
@@ -421,12 +423,6 @@ async function benchOverhead(): Promise<void> {
   } finally {
     await pg.stop();
   }
-}
-
-async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.from(c as Buffer));
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** A dump-like file (COPY lines of statistics) of `bytes`, written fast. */
