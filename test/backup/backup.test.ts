@@ -16,7 +16,6 @@ import { silentLogger } from '../../src/log.ts';
 import { createSimAppliance, type SimAppliance } from '../../src/sim/appliance.ts';
 import { quiesceIntervals, readAudit } from '../../src/sim/audit.ts';
 import { dumpPairSequences } from '../../src/sim/dump-sequences.ts';
-import { defaultPgBin } from '../../src/sim/postgres.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { preflightFolder } from '../../src/storage/preflight.ts';
@@ -25,6 +24,7 @@ import { ForwardingStore, type ObjectStore, type PutOptions, type PutResult } fr
 import { runCli, waitFor } from '../support/fleet.ts';
 import { RecordingStore } from '../support/recording-store.ts';
 import { s3ConfigFor } from '../support/s3.ts';
+import { disagreeingInventoryScripts } from '../support/unquiesced-pair.ts';
 
 interface BackupDoc {
   backups: { target: string; id: string; bucket: string; manifestKey: string; quiesceMs: number; artifacts: { name: string; key: string; bytes: number; sha256: string }[] }[];
@@ -215,16 +215,7 @@ void describe('one appliance backed up to S3', () => {
     // Unquiesced, the inventory dump waits until vpxd's progress has reached the inventory
     // database past where the VCDB stood: what a running appliance does between the two dumps,
     // made certain instead of left to the simulator's tick.
-    const scripts = join(dir, 'waiting-invsvc-scripts');
-    await mkdir(scripts, { recursive: true });
-    const psql = (url: string, query: string): string => `${defaultPgBin}/psql -XAt ${JSON.stringify(url)} -c ${JSON.stringify(query)}`;
-    await writeFile(
-      join(scripts, 'backup.sh'),
-      `#!/bin/bash\nv=$(${psql(sim.vcdbUrl, 'SELECT coalesce(max(seq), 0) FROM vpx_event')})\n` +
-        `until [ "$(${psql(sim.inventoryUrl, 'SELECT coalesce(max(seq), 0) FROM inv_progress')})" -gt "$v" ]; do sleep 0.05; done\n` +
-        `exec ${JSON.stringify(join(sim.root, 'usr/lib/vmware-vpx/inventoryservice/scripts/backup.sh'))} "$@"\n`,
-    );
-    await chmod(join(scripts, 'backup.sh'), 0o755);
+    const scripts = await disagreeingInventoryScripts(dir, sim);
     const off = setup({ INVSVC_SCRIPTS: scripts }, { quiesce: { enabled: false } });
     const before = Date.now();
     const unquiesced = await backup(off.config, off.target);

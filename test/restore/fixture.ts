@@ -18,6 +18,7 @@ import { startEmbeddedS3, type EmbeddedS3 } from '../../src/storage/embedded-s3.
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
 import { s3ConfigFor } from '../support/s3.ts';
+import { disagreeingInventoryScripts } from '../support/unquiesced-pair.ts';
 
 export interface Fixture {
   readonly dir: string;
@@ -33,6 +34,8 @@ export interface Fixture {
   target(config: Config, name: string): TargetConfig;
   executor(target: TargetConfig): Executor;
   backup(name: string, overrides?: Record<string, unknown>): Promise<BackupOutcome>;
+  /** A backup taken while the services run, whose dump pair is certain to disagree (unquiesced-pair.ts). */
+  backupDisagreeing(name: string): Promise<BackupOutcome>;
   close(): Promise<void>;
 }
 
@@ -57,12 +60,14 @@ export async function createFixture(applianceNames: readonly string[]): Promise<
     throw err;
   }
 
+  const targets = (variables: Record<string, Record<string, string>> = {}): Record<string, unknown>[] =>
+    [...appliances.entries()].map(([name, sim]) => ({ name, profile: 'vcsa-5.5', executor: { type: 'local' }, variables: { ...sim.variables, ...variables[name] } }));
   const raw = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
       redis: { url: 'redis://127.0.0.1:6379', prefix },
       s3: { bucket: s3.bucket, prefix: 'vcsa', endpoint: s3.endpoint, forcePathStyle: true, checksums: 'when-required', partSizeMiB: 5, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       spool: { dir: join(dir, 'spool'), minFreeMiB: 0 },
       quiesce: { leaseSeconds: 30, waitSeconds: 30 },
-      targets: [...appliances.entries()].map(([name, sim]) => ({ name, profile: 'vcsa-5.5', executor: { type: 'local' }, variables: { ...sim.variables } })),
+      targets: targets(),
       ...overrides,
     });
   const config = (overrides: Record<string, unknown> = {}): Config => parseConfig(raw(overrides), { env: {} });
@@ -76,6 +81,11 @@ export async function createFixture(applianceNames: readonly string[]): Promise<
     executors.push(e);
     return e;
   };
+  const backup = async (name: string, overrides: Record<string, unknown> = {}): Promise<BackupOutcome> => {
+    const cfg = config(overrides);
+    const t = target(cfg, name);
+    return runBackup({ config: cfg, target: t, executor: executor(t), store, logger: silentLogger });
+  };
   return {
     dir,
     auditLog,
@@ -88,10 +98,12 @@ export async function createFixture(applianceNames: readonly string[]): Promise<
     yaml: (overrides = {}) => stringify(raw(overrides)),
     target,
     executor,
-    async backup(name, overrides = {}) {
-      const cfg = config(overrides);
-      const t = target(cfg, name);
-      return runBackup({ config: cfg, target: t, executor: executor(t), store, logger: silentLogger });
+    backup,
+    async backupDisagreeing(name) {
+      const sim = appliances.get(name);
+      if (!sim) throw new Error(`no appliance ${name}`);
+      const INVSVC_SCRIPTS = await disagreeingInventoryScripts(dir, sim);
+      return backup(name, { quiesce: { enabled: false }, targets: targets({ [name]: { INVSVC_SCRIPTS } }) });
     },
     async close() {
       await Promise.allSettled(executors.map((e) => e.close()));
