@@ -77,9 +77,11 @@ export async function processesWith(marker: string): Promise<number[]> {
 export { waitFor, rejectsWithCode };
 
 
-/** A unique `sleep` whose process can be found in /proc: `sleep 30.<digits>`. */
+/** A unique `sleep` whose process can be found in /proc: `sleep 300.<digits>`. */
+const uniqueSleepSeconds = 300;
+
 function uniqueSleep(): string {
-  return `sleep 30.${String(Math.floor(Math.random() * 1e9)).padStart(9, '1')}`;
+  return `sleep ${uniqueSleepSeconds}.${String(Math.floor(Math.random() * 1e9)).padStart(9, '1')}`;
 }
 
 export function executorContract(name: string, make: () => Promise<ExecutorUnderTest>): void {
@@ -174,7 +176,9 @@ export function executorContract(name: string, make: () => Promise<ExecutorUnder
       const second = uniqueSleep();
       const started = Date.now();
       const err = await rejectsWithCode(executor.run(`${first} & ${second}; wait`, { timeoutMs: 300 }), 'COMMAND_TIMEOUT');
-      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms to give up`);
+      // Well before the sleeps would end by themselves: the run gave up rather than waited.
+      // (How much sooner depends on the machine's load: over ssh the kill is a new session.)
+      assert.ok(Date.now() - started < uniqueSleepSeconds * 1000 / 2, `took ${Date.now() - started} ms to give up`);
       assert.match(err.message, /300 ms/);
       await waitFor('the timed-out processes to be gone', async () => (await processesWith(first)).length === 0 && (await processesWith(second)).length === 0);
     });
@@ -206,7 +210,7 @@ export function executorContract(name: string, make: () => Promise<ExecutorUnder
           callback(new Error('spool disk full'));
         },
       });
-      await assert.rejects(executor.run(`echo data; ${sleeper}`, { stdout: sink, timeoutMs: 20_000 }), /spool disk full/);
+      await assert.rejects(executor.run(`echo data; ${sleeper}`, { stdout: sink, timeoutMs: 120_000 }), /spool disk full/);
       await waitFor('the command to be gone', async () => (await processesWith(sleeper)).length === 0);
     });
 
@@ -225,18 +229,20 @@ export function executorContract(name: string, make: () => Promise<ExecutorUnder
     });
 
     void test('a command that ignores its stdin still completes', async () => {
-      const result = await executor.run('echo ignored-stdin', { stdin: Readable.from([randomBytes(2 * 1024 * 1024)]), timeoutMs: 20_000 });
+      const result = await executor.run('echo ignored-stdin', { stdin: Readable.from([randomBytes(2 * 1024 * 1024)]), timeoutMs: 120_000 });
       assert.equal(result.stdout, 'ignored-stdin\n');
     });
 
     void test('without stdin the command sees end of input at once', async () => {
-      const result = await executor.run('cat; echo eof', { timeoutMs: 10_000 });
+      const result = await executor.run('cat; echo eof', { timeoutMs: 120_000 });
       assert.equal(result.stdout, 'eof\n');
     });
 
     void test('runs several commands at once, each with its own output and exit code', async () => {
       const runs = Array.from({ length: 6 }, (_, i) =>
-        executor.run(`sleep 0.2; echo out-${i}; echo err-${i} >&2; exit ${i % 2 === 0 ? 0 : 4}`, { check: false, timeoutMs: 20_000 }),
+        // The timeout is a cap for a hung run, not a measure: over ssh each run is a session
+        // sshd forks, which takes seconds on a loaded machine.
+        executor.run(`sleep 0.2; echo out-${i}; echo err-${i} >&2; exit ${i % 2 === 0 ? 0 : 4}`, { check: false, timeoutMs: 180_000 }),
       );
       const results = await Promise.all(runs);
       results.forEach((result, i) => {

@@ -150,7 +150,7 @@ void describe('ssh executor: connection, host key and authentication', () => {
       await sshd.dropSessions();
       const err = await rejected;
       assert.equal(err.permanent, false);
-      await waitFor('the orphaned remote command to be stopped', async () => (await processesWith(sleeper)).length === 0, 5000);
+      await waitFor('the orphaned remote command to be stopped', async () => (await processesWith(sleeper)).length === 0);
       assert.equal((await executor.run('echo reconnected')).stdout, 'reconnected\n');
 
       await sshd.stop();

@@ -45,8 +45,8 @@ void describe('S3 down for a while, then back', () => {
     const run = h.cli(['run', '--target', 'vc01', '--wait', '--json']);
 
     // The dump is done and the services are back; the upload keeps failing.
-    await waitFor('vc01 quiesced and back', async () => quiesceIntervals(await h.audit()).some((i) => i.appliance === 'vc01' && i.from >= t0 && i.to !== null), 30_000);
-    await waitFor('two upload retries', async () => Number(await h.redis.hget(`${h.prefix}:target:vc01`, 'uploadRetries')) >= 2, 30_000);
+    await waitFor('vc01 quiesced and back', async () => quiesceIntervals(await h.audit()).some((i) => i.appliance === 'vc01' && i.from >= t0 && i.to !== null));
+    await waitFor('two upload retries', async () => Number(await h.redis.hget(`${h.prefix}:target:vc01`, 'uploadRetries')) >= 2);
 
     s3 = await startEmbeddedS3({ port, bucket });
     const res = await run;
@@ -109,8 +109,8 @@ void describe('worker killed while its upload is failing', () => {
     s3 = undefined;
     const t0 = Date.now();
     const run = h.cli(['run', '--target', 'vc01', '--wait', '--json']);
-    await waitFor('vc01 quiesced and back', async () => quiesceIntervals(await h.audit()).some((i) => i.appliance === 'vc01' && i.from >= t0 && i.to !== null), 30_000);
-    await waitFor('an upload retry', async () => Number(await h.redis.hget(`${h.prefix}:target:vc01`, 'uploadRetries')) >= 1, 30_000);
+    await waitFor('vc01 quiesced and back', async () => quiesceIntervals(await h.audit()).some((i) => i.appliance === 'vc01' && i.from >= t0 && i.to !== null));
+    await waitFor('an upload retry', async () => Number(await h.redis.hget(`${h.prefix}:target:vc01`, 'uploadRetries')) >= 1);
 
     // The target lock names the worker running the backup (host:pid:…|backup|…).
     const lock = await h.redis.get(`${h.prefix}:lock:target:vc01`);

@@ -35,7 +35,7 @@ void describe('fleet lease with a replica (redis.leaseReplicas)', () => {
     primary = await RedisServer.create(dir);
     replica = await RedisServer.create(dir, { args: ['--replicaof', '127.0.0.1', String(primary.port)] });
     const r = connect(replica);
-    await waitFor('the replica to sync', async () => (await r.info('replication')).includes('master_link_status:up'), 15_000);
+    await waitFor('the replica to sync', async () => (await r.info('replication')).includes('master_link_status:up'));
   });
   after(async () => {
     for (const c of clients) c.disconnect();

@@ -56,7 +56,7 @@ void describe('restore onto a simulated VCSA 5.5', () => {
   };
 
   void test('round trip: objects deleted after the backup come back, objects created after it are gone, the rest is as it was', async () => {
-    await waitFor('vpxd to write events', async () => (await vc1.readSequences()).vcdb > 3, 15_000);
+    await waitFor('vpxd to write events', async () => (await vc1.readSequences()).vcdb > 3);
     await vc1.sql('vcdb', "INSERT INTO vpx_entity (name, type) VALUES ('vm-deleted-after-backup', 'vm'), ('vm-untouched', 'vm');");
     await vc1.sql('inventory', "SET ROLE vc; CREATE TABLE inv_object (name text PRIMARY KEY, kind text NOT NULL); INSERT INTO inv_object VALUES ('tag-deleted-after-backup', 'tag'), ('tag-untouched', 'tag');");
 

@@ -7,8 +7,12 @@ import { BackupError } from '../../src/errors.ts';
  * them without paying for their start-up.
  */
 
-/** Polls until `check` returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, pollMs = 50): Promise<NonNullable<T>> {
+/**
+ * Polls until `check` returns a truthy value; fails with `what` after `timeoutMs`. The default
+ * cap is generous: it only decides how long a broken test hangs, and a loaded 2-core machine
+ * running the whole suite is several times slower than an idle one.
+ */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 120_000, pollMs = 100): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
