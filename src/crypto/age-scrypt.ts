@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt } from 'node:crypto';
-import { Stanza, type Identity, type Recipient } from 'age-encryption';
+import type { Identity, Recipient, Stanza } from 'age-encryption';
 import type { Secret } from '../config/secret.ts';
 
 /**
@@ -66,6 +66,7 @@ export class ScryptPassphraseRecipient implements Recipient {
     const key = await deriveWrappingKey(this.#passphrase, salt, this.#logN);
     const cipher = createCipheriv('chacha20-poly1305', key, zeroNonce, { authTagLength: 16 });
     const body = Buffer.concat([cipher.update(fileKey), cipher.final(), cipher.getAuthTag()]);
+    const { Stanza } = await import('age-encryption');
     return [new Stanza(['scrypt', base64NoPad(salt), String(this.#logN)], body)];
   }
 }

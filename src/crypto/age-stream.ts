@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { Duplex, Readable } from 'node:stream';
-import { Decrypter, Encrypter } from 'age-encryption';
 import type { Secret } from '../config/secret.ts';
 import { BackupError } from '../errors.ts';
 import { ScryptPassphraseRecipient, scryptWorkFactor } from './age-scrypt.ts';
@@ -38,7 +37,9 @@ export function describeAgeTarget(to: AgeTarget): AgeEncryptionInfo {
  * here rather than half way through a stream.
  */
 export async function createAgeEncryptStream(to: AgeTarget): Promise<Duplex> {
-  const encrypter = new Encrypter();
+  // age-encryption (with its post-quantum code) is loaded on first use here, in key-ring.ts and
+  // age-scrypt.ts: about 0.3 s of CPU that every worker and command paid at start otherwise.
+  const encrypter = new (await import('age-encryption')).Encrypter();
   if ('recipients' in to) {
     if (to.recipients.length === 0) throw new Error('unreachable: age encryption to no recipient');
     for (const r of to.recipients) encrypter.addRecipient(r);
@@ -93,7 +94,7 @@ export async function readAgeHeader(source: Readable, label: string): Promise<Bu
  * short, reordered) fails the stream with DECRYPT_FAILED before any of it is passed on.
  */
 export async function openAgeFile(path: string, fileKey: Uint8Array, label: string): Promise<Readable> {
-  const decrypter = new Decrypter();
+  const decrypter = new (await import('age-encryption')).Decrypter();
   decrypter.addIdentity({ unwrapFileKey: () => fileKey });
   let plaintext: ReadableStream<Uint8Array>;
   try {

@@ -1,4 +1,4 @@
-import { Decrypter, type Identity } from 'age-encryption';
+import type { Identity } from 'age-encryption';
 import type { EncryptionConfig } from '../config/load.ts';
 import type { Secret } from '../config/secret.ts';
 import { BackupError } from '../errors.ts';
@@ -45,7 +45,7 @@ export class DecryptionKeys {
     const candidates: (string | Identity)[] = [...this.identities().map((i) => i.reveal()), ...this.passphrases.map((p) => new ScryptPassphraseIdentity(p))];
     for (const candidate of candidates) {
       // One Decrypter per key: "no identity matched" then means exactly that this key does not fit.
-      const decrypter = new Decrypter();
+      const decrypter = new (await import('age-encryption')).Decrypter();
       decrypter.addIdentity(candidate);
       try {
         const fileKey = await decrypter.decryptHeader(header);
