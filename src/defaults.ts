@@ -47,6 +47,8 @@ export const defaults = {
   spool: { dir: '/var/spool/vcsa-backup', minFreeMiB: 256 },
   /** threads 0: one per core. */
   compression: { level: 6, threads: 0 },
+  /** age's own default for `age -p`: about a second and 256 MiB per derivation. */
+  encryption: { passphraseWorkFactor: 18 },
   worker: { concurrency: 2, attempts: 5, lockSeconds: 30, stalledIntervalSeconds: 30, backoffSeconds: 30, uploadAttempts: 8 },
   verify: { scratchUrl: 'postgres://postgres@127.0.0.1:5432/postgres' },
   dashboard: { staleHours: 26 },

@@ -18,7 +18,7 @@ export const encryptedSuffix = '.age';
 export function encryptionTarget(encryption: EncryptionConfig): AgeTarget {
   if (encryption.recipients.length > 0) return { recipients: encryption.recipients };
   if (!encryption.passphrase) throw new Error('unreachable: encryption without recipients or passphrase passed validation');
-  return { passphrase: encryption.passphrase };
+  return { passphrase: encryption.passphrase, workFactor: encryption.passphraseWorkFactor };
 }
 
 /**

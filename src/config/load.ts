@@ -52,6 +52,8 @@ export interface EncryptionConfig {
   readonly recipients: readonly string[];
   /** Encrypts new backups when there are no recipients (age scrypt); tried first when decrypting. */
   readonly passphrase?: Secret;
+  /** scrypt's log2 N for new passphrase-encrypted backups. */
+  readonly passphraseWorkFactor: number;
   /** Tried in order after `passphrase` when decrypting older backups. */
   readonly previousPassphrases: readonly Secret[];
   /** age identities, read only when restore, verify or rekey decrypt (never by workers). */
@@ -353,6 +355,7 @@ function encryptionConfig(
   return {
     recipients: refs.recipients,
     ...(passphrase ? { passphrase } : {}),
+    passphraseWorkFactor: refs.passphraseWorkFactor,
     previousPassphrases: previousPassphrases.filter((p): p is Secret => p !== undefined),
     identities: new AgeIdentities(refs.identities, env),
   };

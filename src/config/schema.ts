@@ -388,6 +388,12 @@ export const configSchema = z.strictObject({
       previousPassphrases: z.array(secretRef).default([]),
       /** age key files (AGE-SECRET-KEY-1… lines and # comments), read only by restore, verify and rekey. */
       identities: z.array(secretRef).default([]),
+      /**
+       * scrypt's work factor (log2 N) for new passphrase-encrypted backups: each derivation takes
+       * 2^N·1 KiB of memory and about a second at 18 (age's default). Recorded in each file, so
+       * older backups open whatever it is now.
+       */
+      passphraseWorkFactor: count(10, 20, "age scrypt's work factor, log2 N: 18 is age's default; 20 takes 1 GiB per derivation").default(defaults.encryption.passphraseWorkFactor),
     })
     .optional(),
   retention: retentionSchema.prefault({}),

@@ -11,8 +11,9 @@ import type { Secret } from '../config/secret.ts';
  *
  *   -> scrypt <salt, 16 bytes, base64 without padding> <log2 N>
  *   <ChaCha20-Poly1305(key = scrypt(passphrase, "age-encryption.org/v1/scrypt" ‖ salt, N, r=8, p=1), nonce = 0, file key)>
+ *
+ * The work factor of new files is encryption.passphraseWorkFactor (age's 18 by default).
  */
-export const scryptWorkFactor = 18;
 /** What a header may ask for: 2^20 is 1 GiB of memory for one derivation. */
 const maxWorkFactor = 20;
 const label = Buffer.from('age-encryption.org/v1/scrypt', 'ascii');
@@ -56,7 +57,7 @@ export class ScryptPassphraseRecipient implements Recipient {
   readonly #passphrase: Secret;
   readonly #logN: number;
 
-  constructor(passphrase: Secret, logN = scryptWorkFactor) {
+  constructor(passphrase: Secret, logN: number) {
     this.#passphrase = passphrase;
     this.#logN = logN;
   }

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { Duplex, Readable } from 'node:stream';
 import type { Secret } from '../config/secret.ts';
 import { BackupError } from '../errors.ts';
-import { ScryptPassphraseRecipient, scryptWorkFactor } from './age-scrypt.ts';
+import { ScryptPassphraseRecipient } from './age-scrypt.ts';
 
 /**
  * age (age-encryption.org/v1) over Node streams, with the `age-encryption` package: a header of
@@ -12,7 +12,8 @@ import { ScryptPassphraseRecipient, scryptWorkFactor } from './age-scrypt.ts';
  */
 
 /** What new backups are encrypted to: the configured recipients, or else the passphrase. */
-export type AgeTarget = { readonly recipients: readonly string[] } | { readonly passphrase: Secret };
+/** What new files are encrypted to: age public keys, or a passphrase with scrypt's work factor (log2 N). */
+export type AgeTarget = { readonly recipients: readonly string[] } | { readonly passphrase: Secret; readonly workFactor: number };
 
 /** The manifest's record of an age-encrypted artifact: public keys only, never a secret. */
 export interface AgeEncryptionInfo {
@@ -28,7 +29,7 @@ export const ageAlgorithm = 'age';
 export function describeAgeTarget(to: AgeTarget): AgeEncryptionInfo {
   return 'recipients' in to
     ? { algorithm: ageAlgorithm, recipients: [...to.recipients], passphrase: null }
-    : { algorithm: ageAlgorithm, recipients: [], passphrase: { kdf: 'scrypt', workFactor: scryptWorkFactor } };
+    : { algorithm: ageAlgorithm, recipients: [], passphrase: { kdf: 'scrypt', workFactor: to.workFactor } };
 }
 
 /**
@@ -44,7 +45,7 @@ export async function createAgeEncryptStream(to: AgeTarget): Promise<Duplex> {
     if (to.recipients.length === 0) throw new Error('unreachable: age encryption to no recipient');
     for (const r of to.recipients) encrypter.addRecipient(r);
   } else {
-    encrypter.addRecipient(new ScryptPassphraseRecipient(to.passphrase));
+    encrypter.addRecipient(new ScryptPassphraseRecipient(to.passphrase, to.workFactor));
   }
   const input = new TransformStream<Uint8Array, Uint8Array>();
   const output = await encrypter.encrypt(input.readable);

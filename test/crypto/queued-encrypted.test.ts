@@ -29,7 +29,9 @@ void describe('encrypted backups through the queue and the CLI', () => {
       workers: 1,
       env: { [envName]: passphrase, LOG_LEVEL: 'debug' },
       edit: (raw) => {
-        raw['encryption'] = { passphrase: { env: envName } };
+        // A small work factor: every worker and command derives the key again (age's 18 is
+        // checked against `age -d` in encrypted-backup.test.ts).
+        raw['encryption'] = { passphrase: { env: envName }, passphraseWorkFactor: 12 };
       },
     });
     s3 = rawS3Client(h.fleet.sim.s3);

@@ -211,8 +211,9 @@ void describe('rekey', () => {
   void test('with a passphrase only: a backup under an older passphrase is re-encrypted, one under the current one is left alone', async () => {
     const newPassFile = join(fx.dir, 'new-passphrase');
     await writeFile(newPassFile, `new-${hex}-passphrase\n`, { mode: 0o600 });
-    const older = await fx.backup('vc1', { encryption: { passphrase: { file: passFile } } });
-    const rotated = { encryption: { passphrase: { file: newPassFile }, previousPassphrases: [{ file: passFile }] } };
+    // A small work factor: each derivation at age's 18 takes seconds on a loaded machine, and this is about the rotation.
+    const older = await fx.backup('vc1', { encryption: { passphrase: { file: passFile }, passphraseWorkFactor: 12 } });
+    const rotated = { encryption: { passphrase: { file: newPassFile }, previousPassphrases: [{ file: passFile }], passphraseWorkFactor: 12 } };
     const [first] = (await rekey(rotated, { backup: older.manifest.id })).backups;
     assert.equal(first?.action, 'rekeyed', first?.error?.message);
     assert.equal(first?.reason, 'age with an older passphrase; now encryption.passphrase');
