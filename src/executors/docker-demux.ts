@@ -11,10 +11,20 @@ export class DockerDemux extends Transform {
   #pending: Buffer = Buffer.alloc(0);
   /** Type and remaining bytes of the frame being read, when inside one. */
   #frame: { type: number; remaining: number } | undefined;
+  #discardStdout = false;
 
   constructor(onStderr: (chunk: Buffer) => void) {
     super();
     this.#onStderr = onStderr;
+  }
+
+  /**
+   * From now on stdout is dropped while stderr is still handed on: for when stdout's destination
+   * failed and the command is being stopped, whose pid may still be on its way on stderr.
+   */
+  discardStdout(): void {
+    this.#discardStdout = true;
+    this.resume();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -38,7 +48,7 @@ export class DockerDemux extends Transform {
       const take = Math.min(this.#frame.remaining, data.length);
       const payload = data.subarray(0, take);
       if (this.#frame.type === 2) this.#onStderr(payload);
-      else if (payload.length > 0) this.push(payload);
+      else if (payload.length > 0 && !this.#discardStdout) this.push(payload);
       this.#frame.remaining -= take;
       if (this.#frame.remaining === 0) this.#frame = undefined;
       data = data.subarray(take);

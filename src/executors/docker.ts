@@ -1,4 +1,4 @@
-import { Readable, type Duplex } from 'node:stream';
+import { PassThrough, Readable, type Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import type { ExecutorSettings } from '../config/load.ts';
@@ -148,10 +148,13 @@ export class DockerExecutor implements Executor {
       });
       const demux = new DockerDemux((chunk) => preamble.push(chunk));
       socket.pipe(demux);
-      const stdout = streamStdout(demux, options);
+      // stdout through a stream of its own, which a failed destination's pipeline destroys: the
+      // demux goes on reading stderr, whose first line is the pid that stopping the command
+      // needs. Docker does not order stdout and stderr frames, so the pid may come after the
+      // first stdout bytes, and with them the failure.
+      const stdout = streamStdout(demux.pipe(new PassThrough()), options);
       const stdoutDone = stdout.done.catch((err: unknown) => {
-        socket.unpipe(demux);
-        socket.resume();
+        demux.discardStdout();
         stops.trigger({ kind: 'failure', error: err });
       });
       if (options.stdin) {
