@@ -413,6 +413,8 @@ async function benchOverhead(): Promise<void> {
           note: `services confirmed running on one appliance → stop command to the next (manifests); windows ${secs(windowsMs)} of ${secs(makespan)} from first stop to last start (audit log)`,
         });
         log(`overhead: median ${med.toFixed(0)} ms, p95 ${p95.toFixed(0)} ms, hand-over median ${median(handovers).toFixed(0)} ms, ${retried} retried`);
+        const gaps = jobTimelineGaps(jobs, h.workers.map((w) => w.log()).join('\n'));
+        log(`overhead: where a job's time goes (median gap between consecutive log lines of one job, n jobs):\n${gaps.map((g) => `  ${g.medianMs.toFixed(0).padStart(6)} ms  ${g.from} → ${g.to} (${g.n})`).join('\n')}`);
       } finally {
         await queue.close();
         store.close();
@@ -423,6 +425,43 @@ async function benchOverhead(): Promise<void> {
   } finally {
     await pg.stop();
   }
+}
+
+/**
+ * A profile of the bookkeeping from the workers' own logs: for each job, its log lines in order
+ * (framed by the queue's processedOn and finishedOn), and for each pair of consecutive lines the
+ * median gap over all jobs, largest first. Gaps between "dumping" and "dumped" are the work; the
+ * rest is where the overhead is.
+ */
+function jobTimelineGaps(jobs: readonly { id?: string | undefined; processedOn?: number | undefined; finishedOn?: number | undefined }[], logText: string): { from: string; to: string; medianMs: number; n: number }[] {
+  const byJob = new Map<string, { time: number; msg: string }[]>();
+  for (const line of logText.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let entry: { time?: unknown; msg?: unknown; jobId?: unknown; artifact?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (typeof entry.jobId !== 'string' || typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue;
+    const msg = typeof entry.artifact === 'string' ? `${entry.msg} [${entry.artifact}]` : entry.msg;
+    byJob.set(entry.jobId, [...(byJob.get(entry.jobId) ?? []), { time: entry.time, msg }]);
+  }
+  const gaps = new Map<string, number[]>();
+  for (const job of jobs) {
+    if (!job.id || job.processedOn === undefined || job.finishedOn === undefined) continue;
+    const lines = [{ time: job.processedOn, msg: '(queue: job taken)' }, ...(byJob.get(job.id) ?? []).sort((a, b) => a.time - b.time), { time: job.finishedOn, msg: '(queue: job finished)' }];
+    for (let i = 1; i < lines.length; i++) {
+      const key = `${lines[i - 1]?.msg} → ${lines[i]?.msg}`;
+      gaps.set(key, [...(gaps.get(key) ?? []), (lines[i]?.time ?? 0) - (lines[i - 1]?.time ?? 0)]);
+    }
+  }
+  return [...gaps]
+    .map(([key, ms]) => {
+      const [from = '', to = ''] = key.split(' → ');
+      return { from, to, medianMs: median(ms), n: ms.length };
+    })
+    .sort((a, b) => b.medianMs - a.medianMs);
 }
 
 /** A dump-like file (COPY lines of statistics) of `bytes`, written fast. */
