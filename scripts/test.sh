@@ -7,12 +7,17 @@
 # their verdict is printed after them; any failure fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/test-setup.sh
+bash scripts/test-setup.sh packages
 # The AWS SDK prints a Node 20 end-of-support notice in every process; the README states it once.
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 
 checks=$(mktemp -d)
 trap 'rm -rf "$checks"' EXIT
+# The Docker engine, Node.js 24 and the images, beside the first test files (minutes on a fresh
+# machine, mostly waiting on debootstrap, apt and npm): a file that needs one waits on its build
+# lock. Its output is printed after the tests.
+bash scripts/test-setup.sh images >"$checks/images.log" 2>&1 &
+images_pid=$!
 ( rc=0
   npx tsc --noEmit >"$checks/typecheck.log" 2>&1 || rc=1
   echo "$rc" >"$checks/typecheck.rc"
@@ -21,24 +26,27 @@ trap 'rm -rf "$checks"' EXIT
   echo "$rc" >"$checks/lint.rc" ) &
 checks_pid=$!
 
-# The longest files first (measured on CI), so that none starts last and runs alone at the end.
+# The longest files first (wall time in the suite on CI), so that none starts last and runs
+# alone at the end; those that need a container image from 5th on, when it is likelier built.
 slow_first=(
   test/soak/soak.test.ts
-  test/runtime/node24.test.ts
-  test/docker/compose-stack.test.ts
-  test/native/mixed-fleet.test.ts
-  test/restore/cli.test.ts
-  test/fleet/s3-outage.test.ts
-  test/fleet/worker-death.test.ts
-  test/fleet/redis-sentinel.test.ts
-  test/crypto/rekey.test.ts
-  test/docker/appliance.test.ts
-  test/fleet/spool-and-slots.test.ts
-  test/fleet/fleet-run.test.ts
   test/backup/large-vcdb.test.ts
+  test/restore/cli.test.ts
+  test/executors/ssh.test.ts
+  test/docker/appliance.test.ts
+  test/docker/compose-stack.test.ts
+  test/runtime/node24.test.ts
+  test/crypto/encrypted-backup.test.ts
   test/crypto/queued-encrypted.test.ts
-  test/fleet/redis-restart.test.ts
-  test/fleet/redis-tls-acl.test.ts
+  test/restore/verify.test.ts
+  test/backup/secrets.test.ts
+  test/crypto/rekey.test.ts
+  test/docker/worker-image.test.ts
+  test/restore/swap.test.ts
+  test/fleet/worker-death.test.ts
+  test/fleet/spool-and-slots.test.ts
+  test/restore/restore.test.ts
+  test/fleet/fleet-run.test.ts
 )
 mapfile -t all < <(find test -name '*.test.ts' | sort)
 files=()
@@ -50,6 +58,9 @@ tests_rc=0
 node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-4}" --test-timeout=600000 "${files[@]}" || tests_rc=$?
 
 wait "$checks_pid" || true
+wait "$images_pid" || true
+echo "== images (built beside the tests)"
+cat "$checks/images.log"
 status=$tests_rc
 for check in typecheck lint; do
   echo "== $check"
