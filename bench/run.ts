@@ -443,9 +443,11 @@ function jobTimelineGaps(jobs: readonly { id?: string | undefined; processedOn?:
     } catch {
       continue;
     }
-    if (typeof entry.jobId !== 'string' || typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue;
+    // The logs' time is ISO 8601 (src/log.ts).
+    const time = typeof entry.time === 'string' ? Date.parse(entry.time) : entry.time;
+    if (typeof entry.jobId !== 'string' || typeof time !== 'number' || Number.isNaN(time) || typeof entry.msg !== 'string') continue;
     const msg = typeof entry.artifact === 'string' ? `${entry.msg} [${entry.artifact}]` : entry.msg;
-    byJob.set(entry.jobId, [...(byJob.get(entry.jobId) ?? []), { time: entry.time, msg }]);
+    byJob.set(entry.jobId, [...(byJob.get(entry.jobId) ?? []), { time, msg }]);
   }
   const gaps = new Map<string, number[]>();
   for (const job of jobs) {
