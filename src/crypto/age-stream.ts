@@ -11,7 +11,6 @@ import { ScryptPassphraseRecipient } from './age-scrypt.ts';
  * the size: the library works on web streams, and every hop here pulls.
  */
 
-/** What new backups are encrypted to: the configured recipients, or else the passphrase. */
 /** What new files are encrypted to: age public keys, or a passphrase with scrypt's work factor (log2 N). */
 export type AgeTarget = { readonly recipients: readonly string[] } | { readonly passphrase: Secret; readonly workFactor: number };
 

@@ -152,7 +152,11 @@ export class DockerExecutor implements Executor {
       // demux goes on reading stderr, whose first line is the pid that stopping the command
       // needs. Docker does not order stdout and stderr frames, so the pid may come after the
       // first stdout bytes, and with them the failure.
-      const stdout = streamStdout(demux.pipe(new PassThrough()), options);
+      const stdoutStream = new PassThrough();
+      // Its failures reach us through streamStdout's pipeline; a late write into it once it was
+      // destroyed must not become an unhandled 'error'.
+      stdoutStream.on('error', () => undefined);
+      const stdout = streamStdout(demux.pipe(stdoutStream), options);
       const stdoutDone = stdout.done.catch((err: unknown) => {
         demux.discardStdout();
         stops.trigger({ kind: 'failure', error: err });

@@ -77,9 +77,10 @@ export async function processesWith(marker: string): Promise<number[]> {
 export { waitFor, rejectsWithCode };
 
 
-/** A unique `sleep` whose process can be found in /proc: `sleep 300.<digits>`. */
+/** Far longer than any wait for a stopped command to be gone: gone means stopped, not finished. */
 const uniqueSleepSeconds = 300;
 
+/** A unique `sleep` whose process can be found in /proc: `sleep 300.<digits>`. */
 function uniqueSleep(): string {
   return `sleep ${uniqueSleepSeconds}.${String(Math.floor(Math.random() * 1e9)).padStart(9, '1')}`;
 }

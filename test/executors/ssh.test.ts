@@ -134,7 +134,8 @@ void describe('ssh executor: connection, host key and authentication', () => {
   void test('a connection dropped mid-command rejects the run, stops the remote command, and the next run reconnects', async () => {
     const executor = new SshExecutor(settingsFor(sshd));
     try {
-      const sleeper = `sleep 30.${String(Math.floor(Math.random() * 1e9)).padStart(9, '1')}`;
+      // Far longer than the wait below: gone means stopped, not finished.
+      const sleeper = `sleep 300.${String(Math.floor(Math.random() * 1e9)).padStart(9, '1')}`;
       let startedOutput: () => void = () => undefined;
       const commandStarted = new Promise<void>((resolve) => {
         startedOutput = resolve;
