@@ -4,10 +4,11 @@
  * (test/support/node24.ts, fetched once by scripts/test-setup.sh) runs the demo (two worker
  * processes back up three appliances, a restore drill, the invariants), then the test files of
  * the parts that lean on the runtime most: parallel gzip (worker threads, transferred buffers,
- * the V8 flags it sets), the age stream and the S3 store (the SDK and its checksums). Every child
- * process they start is spawned with the same binary (process.execPath). The fleet itself runs
- * on Node 24 in the demo; the fleet test files are not run a second time here (on a 2-core
- * machine that doubled the suite's longest file).
+ * the V8 flags it sets), the encryption streams (age, and the older format's backpressure) and
+ * the S3 store (the SDK and its checksums). Every child process they start is spawned with the
+ * same binary (process.execPath). The fleet itself runs on Node 24 in the demo; the fleet test
+ * files are not run a second time here (on a 2-core machine that doubled the suite's longest
+ * file).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -58,8 +59,8 @@ void describe(`Node.js ${node24Major}`, () => {
     assert.doesNotMatch(res.output, /^FAIL/m);
   });
 
-  void test('the runtime-sensitive test files pass (parallel gzip, the age stream, the S3 store)', async () => {
-    const files = [join('test', 'backup', 'parallel-gzip.test.ts'), join('test', 'crypto', 'stream.test.ts'), join('test', 'storage', 's3.test.ts')];
+  void test('the runtime-sensitive test files pass (parallel gzip, the encryption streams, the S3 store)', async () => {
+    const files = [join('test', 'backup', 'parallel-gzip.test.ts'), join('test', 'crypto', 'age.test.ts'), join('test', 'crypto', 'stream.test.ts'), join('test', 'storage', 's3.test.ts')];
     const res = await run(node, ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-timeout=600000', ...files.map((f) => join(repoRoot, f))], 600_000);
     assert.equal(res.code, 0, res.output);
     assert.match(res.output, /# pass [1-9]/);
