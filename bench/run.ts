@@ -447,23 +447,23 @@ function jobTimelineGaps(jobs: readonly { id?: string | undefined; processedOn?:
     const time = typeof entry.time === 'string' ? Date.parse(entry.time) : entry.time;
     if (typeof entry.jobId !== 'string' || typeof time !== 'number' || Number.isNaN(time) || typeof entry.msg !== 'string') continue;
     const msg = typeof entry.artifact === 'string' ? `${entry.msg} [${entry.artifact}]` : entry.msg;
-    byJob.set(entry.jobId, [...(byJob.get(entry.jobId) ?? []), { time, msg }]);
+    const lines = byJob.get(entry.jobId) ?? [];
+    lines.push({ time, msg });
+    byJob.set(entry.jobId, lines);
   }
-  const gaps = new Map<string, number[]>();
+  const gaps = new Map<string, { from: string; to: string; ms: number[] }>();
   for (const job of jobs) {
     if (!job.id || job.processedOn === undefined || job.finishedOn === undefined) continue;
     const lines = [{ time: job.processedOn, msg: '(queue: job taken)' }, ...(byJob.get(job.id) ?? []).sort((a, b) => a.time - b.time), { time: job.finishedOn, msg: '(queue: job finished)' }];
-    for (let i = 1; i < lines.length; i++) {
-      const key = `${lines[i - 1]?.msg} → ${lines[i]?.msg}`;
-      gaps.set(key, [...(gaps.get(key) ?? []), (lines[i]?.time ?? 0) - (lines[i - 1]?.time ?? 0)]);
-    }
+    lines.slice(1).forEach((to, i) => {
+      const from = lines[i] ?? to;
+      const key = JSON.stringify([from.msg, to.msg]);
+      const gap = gaps.get(key) ?? { from: from.msg, to: to.msg, ms: [] };
+      gap.ms.push(to.time - from.time);
+      gaps.set(key, gap);
+    });
   }
-  return [...gaps]
-    .map(([key, ms]) => {
-      const [from = '', to = ''] = key.split(' → ');
-      return { from, to, medianMs: median(ms), n: ms.length };
-    })
-    .sort((a, b) => b.medianMs - a.medianMs);
+  return [...gaps.values()].map(({ from, to, ms }) => ({ from, to, medianMs: median(ms), n: ms.length })).sort((a, b) => b.medianMs - a.medianMs);
 }
 
 /** A dump-like file (COPY lines of statistics) of `bytes`, written fast. */
