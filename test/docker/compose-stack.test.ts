@@ -53,6 +53,19 @@ function freePort(): Promise<number> {
   });
 }
 
+interface ContainerState {
+  readonly Name: string;
+  readonly State: { Status: string; ExitCode: number; Health?: { Status: string; FailingStreak: number; Log?: { ExitCode: number; Output: string }[] } };
+}
+
+/** One line per container: its state, its health and what its last health check said. */
+function describeState(c: ContainerState): string {
+  const health = c.State.Health;
+  const last = health?.Log?.at(-1);
+  const check = health ? ` health=${health.Status} failing=${health.FailingStreak}${last ? ` last check exit ${last.ExitCode}: ${last.Output.trim().slice(0, 200)}` : ''}` : '';
+  return `  ${c.Name.replace(/^\//, '')}: ${c.State.Status} (exit ${c.State.ExitCode})${check}`;
+}
+
 /** Names of everything Docker holds for the project (by compose's label). */
 async function leftovers(kind: 'container' | 'volume' | 'network'): Promise<string[]> {
   const args = kind === 'container' ? ['ps', '-a', '--format', '{{.Names}}'] : [kind, 'ls', '--format', '{{.Name}}'];
@@ -71,6 +84,16 @@ void describe('docker compose up (docker-compose.yml + docker-compose.local.yml)
 
   const compose = (args: readonly string[], timeoutMs = 120_000): Promise<Result> => run(composeCmd[0], [...composeCmd[1], ...composeFiles, ...args], env, timeoutMs);
   const logs = async (): Promise<string> => (await compose(['logs', '--no-color', '--tail', '25'])).stdout;
+  /**
+   * Why `up` failed, shortest first: compose's own error (the end of its output, after the
+   * progress lines), each container's state and last health check, then the services' logs.
+   */
+  const whyUpFailed = async (up: Result): Promise<string> => {
+    const error = up.stderr.split('\n').filter((l) => l.trim() && !/\.\.\. *(done)?$/.test(l) && !/^(Creating|Starting) /.test(l));
+    const ids = (await compose(['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
+    const states = ids.length === 0 ? [] : (JSON.parse((await dockerCli(['inspect', ...ids])).stdout || '[]') as ContainerState[]).map(describeState);
+    return [`compose up exited ${up.code}:`, ...error.slice(-15), '', 'containers:', ...states, '', await logs()].join('\n');
+  };
 
   before(async () => {
     // Built (and cached by content hash) by scripts/test-setup.sh; warm, these only check.
@@ -117,7 +140,7 @@ void describe('docker compose up (docker-compose.yml + docker-compose.local.yml)
   void test('up: backup-now backs up the three appliances, and the dashboard shows three good, verified backups', async () => {
     const started = Date.now();
     const up = await compose(['up', '-d', '--no-build'], 240_000);
-    assert.equal(up.code, 0, `compose up: ${up.stderr}\n${await logs()}`);
+    if (up.code !== 0) assert.fail(await whyUpFailed(up));
     const upSeconds = Math.round((Date.now() - started) / 1000);
     const containers = await leftovers('container');
     for (const service of ['redis', 's3', 'scratch-postgres', 'worker-1', 'worker-2', 'scheduler', 'dashboard', 'backup-now']) {
