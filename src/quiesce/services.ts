@@ -43,32 +43,45 @@ export async function stopServices(options: ServiceOptions, signal?: AbortSignal
 }
 
 /**
- * Starts services in the given order and checks each runs. Every service gets its start even if
- * an earlier one failed; each is tried up to timings.serviceStartAttempts times, then SERVICES_NOT_RUNNING says which.
+ * Starts the services in the given order, then confirms each runs (status). The confirmations
+ * come after the last start, so the services are down exactly as long as with the classic
+ * script (stop; dump; start): checking costs time after the appliance is back, not during its
+ * window. A service not confirmed is started again — in order, after those confirmed — up to
+ * timings.serviceStartAttempts times in all; one that never comes up does not keep the others
+ * from their starts. SERVICES_NOT_RUNNING then says which are down and why.
  */
 export async function startServices(options: ServiceOptions): Promise<void> {
   const { executor, services, timeoutMs, logger } = options;
-  const failed: string[] = [];
-  for (const service of services) {
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= timings.serviceStartAttempts; attempt++) {
+  let pending = [...services];
+  const reasons = new Map<string, unknown>();
+  for (let attempt = 1; attempt <= timings.serviceStartAttempts && pending.length > 0; attempt++) {
+    const startErrors = new Map<string, unknown>();
+    for (const service of pending) {
+      logger.info({ service: service.name, attempt }, 'starting service');
+      await executor.run(service.start, { timeoutMs }).catch((err: unknown) => startErrors.set(service.name, err));
+    }
+    const down: ServiceSpec[] = [];
+    for (const service of pending) {
+      let reason: unknown = startErrors.get(service.name);
       try {
-        logger.info({ service: service.name, attempt }, 'starting service');
-        await executor.run(service.start, { timeoutMs });
         const status = await executor.run(service.status, { timeoutMs, check: false });
         if (status.exitCode === 0) {
-          lastError = undefined;
-          break;
+          reasons.delete(service.name);
+          continue;
         }
-        lastError = new Error(`status exited ${status.exitCode}${status.stderrTail ? `: ${status.stderrTail.trim()}` : ''}`);
+        // The start's own error says more than the status that follows it.
+        reason ??= new Error(`status exited ${status.exitCode}${status.stderrTail ? `: ${status.stderrTail.trim()}` : ''}`);
       } catch (err) {
-        lastError = err;
+        reason ??= err;
       }
-      logger.warn({ service: service.name, attempt, err: lastError }, 'service did not come up');
+      reasons.set(service.name, reason);
+      down.push(service);
+      logger.warn({ service: service.name, attempt, err: reason }, 'service did not come up');
     }
-    if (lastError !== undefined) failed.push(`${service.name} (${errorMessage(lastError)})`);
+    pending = down;
   }
-  if (failed.length > 0) {
+  if (pending.length > 0) {
+    const failed = pending.map((service) => `${service.name} (${errorMessage(reasons.get(service.name))})`);
     throw new BackupError(
       'SERVICES_NOT_RUNNING',
       `services did not start on ${executor.description}: ${failed.join('; ')}. Start them by hand on the appliance and check its logs.`,
