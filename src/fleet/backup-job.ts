@@ -270,7 +270,6 @@ async function uploadWithRetries(
 
 const runSteps: ReadonlySet<string> = new Set<RunStep>(['precheck', 'stop', 'dump', 'start', 'compress', 'upload', 'manifest', 'verify', 'retention']);
 
-/** Progress to Redis (job progress and fleet state): every step change, byte counts at most once a second. */
 /**
  * A job's progress, throttled: to BullMQ (run --wait) and the fleet state (status, dashboard) at
  * most every progressThrottleMs per step, and every change of step to `onStep` (the run's timeline).
