@@ -44,11 +44,11 @@ export async function stopServices(options: ServiceOptions, signal?: AbortSignal
 
 /**
  * Starts the services in the given order, then confirms each runs (status). The confirmations
- * come after the last start, so the services are down exactly as long as with the classic
- * script (stop; dump; start): checking costs time after the appliance is back, not during its
- * window. A service not confirmed is started again — in order, after those confirmed — up to
- * timings.serviceStartAttempts times in all; one that never comes up does not keep the others
- * from their starts. SERVICES_NOT_RUNNING then says which are down and why.
+ * come after the last start, as in the classic script (stop; dump; start) there are none: they
+ * cost time once the appliance is back, not while its services are down. A service not
+ * confirmed is started again (those still down, in the same order; one already confirmed is
+ * left running) up to timings.serviceStartAttempts times in all; one that never comes up does
+ * not keep the others from their starts. SERVICES_NOT_RUNNING then says which are down and why.
  */
 export async function startServices(options: ServiceOptions): Promise<void> {
   const { executor, services, timeoutMs, logger } = options;
