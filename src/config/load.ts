@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { CronExpressionParser } from 'cron-parser';
-import ssh2 from 'ssh2';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { builtinProfiles } from '../profiles/builtin.ts';
@@ -10,6 +9,7 @@ import { AgeIdentities, recipientProblem } from '../crypto/age-keys.ts';
 import { configSchema, redisUrlProblem, type ParsedConfig } from './schema.ts';
 import { resolveSecret, type Secret, type SecretRef } from './secret.ts';
 import { parseConfigYaml } from './yaml.ts';
+import { ssh2 } from '../executors/ssh2-module.ts';
 import {
   nativeProfileName,
   resolveNativeApi,
@@ -250,7 +250,7 @@ export function parseConfig(raw: unknown, options: LoadOptions & { source?: stri
       if (pk) {
         // Parsed now, not at the first connection: a garbage key fails `schedule` and `worker`
         // start-up with the field named. ssh2's messages never quote the key.
-        const key = ssh2.utils.parseKey(pk.reveal(), pp?.reveal());
+        const key = ssh2().utils.parseKey(pk.reveal(), pp?.reveal());
         if (key instanceof Error) {
           issues.push(`${at}.executor.privateKey: not a usable private key from ${pk.source} (${key.message}); give an OpenSSH or PEM private key${pp ? ' and its passphrase' : ', with executor.passphrase if it is encrypted'}`);
         }

@@ -1,4 +1,4 @@
-import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import type { SshExecutorConfig } from '../config/load.ts';
 import { BackupError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -11,6 +11,7 @@ import { sshAgentMissing, sshConnectError, sshExecFailed, sshKeyInvalid, type Ss
 import { hostKeyPolicy } from './ssh-host-key-policy.ts';
 import { SshRun } from './ssh-run.ts';
 import { throwIfAborted } from './stop-conditions.ts';
+import { ssh2 } from './ssh2-module.ts';
 
 export interface SshExecutorOptions {
   /** How long a stopped command gets between SIGTERM and SIGKILL (default 3000 ms). */
@@ -135,7 +136,7 @@ export class SshExecutor implements Executor {
       ...(s.password ? { password: s.password.reveal() } : {}),
       ...(s.agent ? { agent: this.#agentSocket(s.agent) } : {}),
     };
-    const client = new Client();
+    const client = new (ssh2().Client)();
     return new Promise<Client>((resolve, reject) => {
       let ready = false;
       client.on('keyboard-interactive', (_name, _instructions, _lang, prompts, finish) => {
@@ -179,7 +180,7 @@ export class SshExecutor implements Executor {
  * deliberate "trust this new key" step after an appliance was reinstalled.
  */
 export async function fetchHostKeyFingerprint(host: string, port = 22, timeoutMs = 20_000): Promise<{ fingerprint: string; keyType: string }> {
-  const client = new Client();
+  const client = new (ssh2().Client)();
   let seen: Buffer | undefined;
   try {
     await new Promise<void>((resolve, reject) => {

@@ -3,13 +3,11 @@ import { constants as fsConstants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, type FileHandle } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, posix } from 'node:path';
-import ssh2, { type Attributes, type Connection, type FileEntry, type SFTPWrapper } from 'ssh2';
+import type { Attributes, Connection, FileEntry, ParsedKey, SFTPWrapper } from 'ssh2';
 import { BackupError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { ssh2 } from '../executors/ssh2-module.ts';
 
-const { Server, utils } = ssh2;
-const STATUS = utils.sftp.STATUS_CODE;
-const OPEN = utils.sftp.OPEN_MODE;
 
 /**
  * A one-purpose SFTP server on ssh2's server side, for one job: one user with a fresh random
@@ -95,17 +93,21 @@ type Handle = { kind: 'file'; fh: FileHandle; path: string } | { kind: 'dir'; en
  * key about once in 400 keys, and the result parses as neither public nor private key
  * ("Malformed OpenSSH public key"): such a key is discarded and another one made.
  */
-function freshHostKey(): { hostKey: { private: string; public: string }; key: ssh2.ParsedKey } {
+function freshHostKey(): { hostKey: { private: string; public: string }; key: ParsedKey } {
+  const { utils } = ssh2();
   for (let attempt = 0; attempt < 16; attempt++) {
     const hostKey = utils.generateKeyPairSync('ed25519');
     const parsed = utils.parseKey(hostKey.public);
-    const key: ssh2.ParsedKey | undefined = parsed instanceof Error ? undefined : Array.isArray(parsed) ? (parsed as ssh2.ParsedKey[])[0] : parsed;
+    const key: ParsedKey | undefined = parsed instanceof Error ? undefined : Array.isArray(parsed) ? (parsed as ParsedKey[])[0] : parsed;
     if (key && !(utils.parseKey(hostKey.private) instanceof Error)) return { hostKey, key };
   }
   throw new Error('could not generate a usable ed25519 host key');
 }
 
 export async function startSftpServer(options: SftpServerOptions): Promise<RunningSftpServer> {
+  const { Server, utils } = ssh2();
+  const STATUS = utils.sftp.STATUS_CODE;
+  const OPEN = utils.sftp.OPEN_MODE;
   const { mode, logger } = options;
   if (!/^[A-Za-z0-9._-]+$/.test(options.folder)) throw new BackupError('NATIVE_RECEIVER_FOLDER', `receiver folder ${JSON.stringify(options.folder)} must be one plain path segment`);
   await mkdir(options.dir, { recursive: true, mode: 0o700 });

@@ -1,0 +1,16 @@
+import { createRequire } from 'node:module';
+import type * as Ssh2 from 'ssh2';
+
+const require = createRequire(import.meta.url);
+let loaded: typeof Ssh2 | undefined;
+
+/**
+ * The ssh2 module, loaded on first use. Every command reads the config and may build an
+ * executor, but only ssh targets and the native backups' SFTP receiver need ssh2, whose 40-odd
+ * files each process loaded at start. ssh2 is CommonJS, so a synchronous require keeps the
+ * config check and `new Client()` synchronous.
+ */
+export function ssh2(): typeof Ssh2 {
+  loaded ??= require('ssh2') as typeof Ssh2;
+  return loaded;
+}
