@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { allServicesRunningAtEnd, findOverlaps, quiesceIntervals } from '../../src/sim/audit.ts';
-import { startFleetHarness, waitFor, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
+import { slowDumpFleet, startFleetHarness, waitFor, type FleetHarness } from '../support/fleet.ts';
 import { RedisServer } from '../support/redis-server.ts';
 
 /**
@@ -20,24 +20,17 @@ void describe('Redis restarted mid-run', () => {
   before(async () => {
     redisDir = await mkdtemp(join(tmpdir(), 'redis-restart-'));
     server = await RedisServer.create(redisDir);
-    const real = new Map<string, string>();
+    const slow = slowDumpFleet(1);
     h = await startFleetHarness({
       count: 3,
       workers: 2,
       redisUrl: server.url,
       // Long enough for the restart below; the give-up test shortens it.
       tune: { redis: { unreachableSeconds: 60 } },
-      edit: (raw, dir) => {
-        for (const t of raw['targets'] as { name: string; variables: Record<string, string> }[]) {
-          real.set(t.name, `${t.variables['ROOT']}/opt/vmware/vpostgres/1.0/bin`);
-          t.variables['VPG_BIN'] = join(dir, `slow-${t.name}`, 'slow-vpg-bin');
-        }
-      },
+      edit: slow.edit,
     });
     // Dumps take a second, so the restart lands while backups are in flight.
-    const flag = join(h.dir, 'slow-dump');
-    await writeFile(flag, '');
-    for (const [name, bin] of real) await writeSlowPgBin(join(h.dir, `slow-${name}`), bin, flag, 1);
+    await slow.install(h.dir);
   });
   after(async () => {
     await h?.close();

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { allServicesRunningAtEnd, findOverlaps, quiesceIntervals } from '../../src/sim/audit.ts';
-import { startFleetHarness, waitFor, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
+import { slowDumpFleet, startFleetHarness, waitFor, type FleetHarness } from '../support/fleet.ts';
 import { RedisSentinel, RedisServer } from '../support/redis-server.ts';
 
 const group = 'vcsa-ha';
@@ -54,7 +54,7 @@ void describe('Redis Sentinel failover mid-run', () => {
         return peers.length === 2 && replicas.length === 1;
       }, 30_000, 200);
     }
-    const real = new Map<string, string>();
+    const slow = slowDumpFleet(1);
     const sentinelList = sentinels.map((s) => ({ host: '127.0.0.1', port: s.port }));
     h = await startFleetHarness({
       count: targets.length,
@@ -68,17 +68,10 @@ void describe('Redis Sentinel failover mid-run', () => {
         quiesce: { leaseSeconds: 6 },
         worker: { lockSeconds: 10, stalledIntervalSeconds: 5 },
       },
-      edit: (raw, dir) => {
-        for (const t of raw['targets'] as { name: string; variables: Record<string, string> }[]) {
-          real.set(t.name, `${t.variables['ROOT']}/opt/vmware/vpostgres/1.0/bin`);
-          t.variables['VPG_BIN'] = join(dir, `slow-${t.name}`, 'slow-vpg-bin');
-        }
-      },
+      edit: slow.edit,
     });
     // Each dump takes a second, so the failover lands while an appliance is quiesced.
-    const flag = join(h.dir, 'slow-dump');
-    await writeFile(flag, '');
-    for (const [name, bin] of real) await writeSlowPgBin(join(h.dir, `slow-${name}`), bin, flag, 1);
+    await slow.install(h.dir);
   });
   after(async () => {
     await h?.close();

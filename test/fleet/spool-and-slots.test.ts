@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/log.ts';
 import { allServicesRunningAtEnd, maxConcurrentQuiesced, quiesceIntervals } from '../../src/sim/audit.ts';
 import { FleetState } from '../../src/state/fleet-state.ts';
 import { createS3ObjectStore } from '../../src/storage/s3.ts';
-import { startFleetHarness, writeSlowPgBin, type FleetHarness } from '../support/fleet.ts';
+import { slowDumpFleet, startFleetHarness, type FleetHarness } from '../support/fleet.ts';
 import { fleetCliInProcess } from '../support/fleet-cli.ts';
 
 /**
@@ -105,22 +105,15 @@ void describe('a lost spool means a fresh dump, with the reason recorded', () =>
  */
 void describe('quiesce.maxConcurrent 2', () => {
   let h: FleetHarness;
-  const real = new Map<string, string>();
+  const slow = slowDumpFleet(1);
   before(async () => {
     h = await startFleetHarness({
       count: 4,
       workers: 2,
       tune: { quiesce: { maxConcurrent: 2 } },
-      edit: (raw, dir) => {
-        for (const t of raw['targets'] as { name: string; variables: Record<string, string> }[]) {
-          real.set(t.name, `${t.variables['ROOT']}/opt/vmware/vpostgres/1.0/bin`);
-          t.variables['VPG_BIN'] = join(dir, `slow-${t.name}`, 'slow-vpg-bin');
-        }
-      },
+      edit: slow.edit,
     });
-    const flag = join(h.dir, 'slow');
-    await writeFile(flag, '');
-    for (const [name, vpgBin] of real) await writeSlowPgBin(join(h.dir, `slow-${name}`), vpgBin, flag, 1);
+    await slow.install(h.dir);
   });
   after(async () => {
     await h?.close();

@@ -255,6 +255,30 @@ export async function cleanRedis(redis: Redis, prefix: string): Promise<void> {
 }
 
 /**
+ * A fleet whose dumps take `seconds` longer while a flag file exists, so that a test can act
+ * while an appliance is quiesced: pass `edit` to startFleetHarness (each target's VPG_BIN then
+ * points at a wrapper directory), then `install(h.dir)` writes the wrappers and creates the flag
+ * (removing it makes the dumps fast again). Returns the flag's path.
+ */
+export function slowDumpFleet(seconds: number): { edit: NonNullable<FleetHarnessOptions['edit']>; install: (dir: string) => Promise<string> } {
+  const realVpgBin = new Map<string, string>();
+  return {
+    edit: (raw, dir) => {
+      for (const t of raw['targets'] as { name: string; variables: Record<string, string> }[]) {
+        realVpgBin.set(t.name, `${t.variables['ROOT']}/opt/vmware/vpostgres/1.0/bin`);
+        t.variables['VPG_BIN'] = join(dir, `slow-${t.name}`, 'slow-vpg-bin');
+      }
+    },
+    install: async (dir) => {
+      const flag = join(dir, 'slow-dump');
+      await writeFile(flag, '');
+      for (const [name, bin] of realVpgBin) await writeSlowPgBin(join(dir, `slow-${name}`), bin, flag, seconds);
+      return flag;
+    },
+  };
+}
+
+/**
  * Script wrappers that make the appliance slow or pause where a test wants to hit it: a
  * vPostgres bin directory whose pg_dump, while `flag` exists, announces itself in `marker` (its
  * pid, when a marker is given) and sleeps first; and a `service` that, while `flag` exists,
