@@ -2,7 +2,6 @@ import { createRequire } from 'node:module';
 import type * as Ssh2 from 'ssh2';
 
 const require = createRequire(import.meta.url);
-let loaded: typeof Ssh2 | undefined;
 
 /**
  * The ssh2 module, loaded on first use. Every command reads the config and may build an
@@ -11,6 +10,6 @@ let loaded: typeof Ssh2 | undefined;
  * config check and `new Client()` synchronous.
  */
 export function ssh2(): typeof Ssh2 {
-  loaded ??= require('ssh2') as typeof Ssh2;
-  return loaded;
+  // require caches the module: the first call loads it, the others look it up.
+  return require('ssh2') as typeof Ssh2;
 }

@@ -44,48 +44,50 @@ export async function stopServices(options: ServiceOptions, signal?: AbortSignal
 
 /**
  * Starts the services in the given order, then confirms each runs (status). The confirmations
- * come after the last start, as in the classic script (stop; dump; start) there are none: they
- * cost time once the appliance is back, not while its services are down. A service not
+ * come after the last start, so they cost time once the appliance is back, not while its
+ * services are down (the classic script, stop; dump; start, makes none). A service not
  * confirmed is started again (those still down, in the same order; one already confirmed is
  * left running) up to timings.serviceStartAttempts times in all; one that never comes up does
  * not keep the others from their starts. SERVICES_NOT_RUNNING then says which are down and why.
  */
 export async function startServices(options: ServiceOptions): Promise<void> {
   const { executor, services, timeoutMs, logger } = options;
-  let pending = [...services];
-  const reasons = new Map<string, unknown>();
-  for (let attempt = 1; attempt <= timings.serviceStartAttempts && pending.length > 0; attempt++) {
-    const startErrors = new Map<string, unknown>();
-    for (const service of pending) {
+  let down: { service: ServiceSpec; reason: unknown }[] = services.map((service) => ({ service, reason: undefined }));
+  for (let attempt = 1; attempt <= timings.serviceStartAttempts && down.length > 0; attempt++) {
+    const startErrors = new Map<ServiceSpec, unknown>();
+    for (const { service } of down) {
       logger.info({ service: service.name, attempt }, 'starting service');
-      await executor.run(service.start, { timeoutMs }).catch((err: unknown) => startErrors.set(service.name, err));
+      await executor.run(service.start, { timeoutMs }).catch((err: unknown) => startErrors.set(service, err));
     }
-    const down: ServiceSpec[] = [];
-    for (const service of pending) {
-      let reason: unknown = startErrors.get(service.name);
-      try {
-        const status = await executor.run(service.status, { timeoutMs, check: false });
-        if (status.exitCode === 0) {
-          reasons.delete(service.name);
-          continue;
-        }
-        // The start's own error says more than the status that follows it.
-        reason ??= new Error(`status exited ${status.exitCode}${status.stderrTail ? `: ${status.stderrTail.trim()}` : ''}`);
-      } catch (err) {
-        reason ??= err;
-      }
-      reasons.set(service.name, reason);
-      down.push(service);
+    const stillDown: typeof down = [];
+    for (const { service } of down) {
+      const reason = await whyNotRunning(options, service, startErrors.get(service));
+      if (reason === null) continue;
+      stillDown.push({ service, reason });
       logger.warn({ service: service.name, attempt, err: reason }, 'service did not come up');
     }
-    pending = down;
+    down = stillDown;
   }
-  if (pending.length > 0) {
-    const failed = pending.map((service) => `${service.name} (${errorMessage(reasons.get(service.name))})`);
+  if (down.length > 0) {
+    const failed = down.map(({ service, reason }) => `${service.name} (${errorMessage(reason)})`);
     throw new BackupError(
       'SERVICES_NOT_RUNNING',
       `services did not start on ${executor.description}: ${failed.join('; ')}. Start them by hand on the appliance and check its logs.`,
     );
+  }
+}
+
+/**
+ * null when the service's status says it runs; otherwise why not: the start's own error if it
+ * had one (it says more than the status that follows it), else the status's exit and stderr.
+ */
+async function whyNotRunning(options: ServiceOptions, service: ServiceSpec, startError: unknown): Promise<unknown> {
+  try {
+    const status = await options.executor.run(service.status, { timeoutMs: options.timeoutMs, check: false });
+    if (status.exitCode === 0) return null;
+    return startError ?? new Error(`status exited ${status.exitCode}${status.stderrTail ? `: ${status.stderrTail.trim()}` : ''}`);
+  } catch (err) {
+    return startError ?? err;
   }
 }
 
